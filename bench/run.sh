@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# Runs a benchmark scenario of issue 8 against release builds on this machine: starts the
+# server(s) on free loopback ports with fresh databases, runs canopy-bench against them with
+# their PIDs, prints its JSON line on stdout, and always stops the servers and drops what it
+# created (temp dir, PostgreSQL database, Redis keys).
+#
+#   bench/run.sh embedded      [clients] [rate] [duration] [canopy-bench options…]
+#   bench/run.sh cluster       [clients] [rate] [duration] [canopy-bench options…]
+#   bench/run.sh idle-embedded [clients]    # server RSS per idle socket
+#   bench/run.sh idle-cluster  [clients]
+#
+# embedded: one instance on SQLite in a temp dir. cluster: two instances on a fresh PostgreSQL
+# database (canopy_bench_<random>) + Redis with a unique REDIS_KEY_PREFIX; sockets and
+# requests are spread over both. Defaults: 1000 clients, 200 requests/s, 10 s.
+#
+# Examples:
+#   bench/run.sh cluster 1000 200 10
+#   bench/run.sh cluster 5000 40 10
+#   bench/run.sh cluster 0 5000 10 --agents 1000 --mix heartbeat=100   # heartbeat ingestion
+#
+# Environment: CARGO_TARGET_DIR (where the release binaries are), BENCH_NO_BUILD=1 (skip the
+# build), BENCH_KEEP=1 (keep the server logs), BENCH_PG_HOST/PORT/USER (default
+# 127.0.0.1/5432/postgres), BENCH_REDIS_URL (default redis://127.0.0.1:6379), and anything the
+# server reads (WORKERS, DATABASE_POOL_SIZE, RUST_LOG…) is passed on to it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+usage() {
+  sed -n '7,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+scenario=${1:-}
+[[ $# -gt 0 ]] && shift
+case "$scenario" in
+  embedded | cluster | idle-embedded | idle-cluster) ;;
+  *) usage ;;
+esac
+is_number() { [[ ${1:-} =~ ^[0-9]+([.][0-9]+)?$ ]]; }
+clients=1000 rate=200 duration=10
+if is_number "${1:-}"; then clients=$1; shift; fi
+if [[ $scenario == idle-* ]]; then
+  rate=0 duration=5
+else
+  if is_number "${1:-}"; then rate=$1; shift; fi
+  if is_number "${1:-}"; then duration=$1; shift; fi
+fi
+extra=("$@")
+
+target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+  echo "run.sh: cargo build --release --bins" >&2
+  cargo build --release --bins >&2
+fi
+server_bin=$target_dir/release/canopy
+bench_bin=$target_dir/release/canopy-bench
+for bin in "$server_bin" "$bench_bin"; do
+  [[ -x $bin ]] || { echo "run.sh: $bin is missing (build first)" >&2; exit 2; }
+done
+
+# 5,000 sockets need 5,000+ descriptors on each side.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+run_id=$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/canopy-bench.XXXXXX")
+admin_token=bench-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+pg_host=${BENCH_PG_HOST:-127.0.0.1} pg_port=${BENCH_PG_PORT:-5432} pg_user=${BENCH_PG_USER:-postgres}
+redis_url=${BENCH_REDIS_URL:-redis://127.0.0.1:6379}
+database=""
+redis_prefix=""
+pids=()
+ports=()
+
+psql_admin() { psql -h "$pg_host" -p "$pg_port" -U "$pg_user" -d postgres -v ON_ERROR_STOP=1 -qAtc "$1"; }
+
+cleanup() {
+  local status=$?
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
+  if [[ -n $database ]]; then
+    psql_admin "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 ||
+      echo "run.sh: could not drop database $database" >&2
+  fi
+  if [[ -n $redis_prefix ]]; then
+    redis-cli -u "$redis_url" --scan --pattern "${redis_prefix}*" --count 1000 2>/dev/null |
+      head -n 100000 | xargs -r -n 500 redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
+  fi
+  if [[ ${BENCH_KEEP:-0} == 1 || $status -ne 0 ]]; then
+    echo "run.sh: server logs kept in $tmp" >&2
+  else
+    rm -rf "$tmp"
+  fi
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+free_port() {
+  local port
+  for port in $(shuf -i 20000-45000 -n 100); do
+    if ! port_open "$port" && [[ " ${ports[*]} " != *" $port "* ]]; then
+      echo "$port"
+      return 0
+    fi
+  done
+  echo "run.sh: no free port found" >&2
+  return 1
+}
+
+# start_server NAME [-u VAR] VAR=VALUE…: starts an instance on a free port, waits for /health.
+start_server() {
+  local name=$1 port
+  shift
+  port=$(free_port)
+  ports+=("$port")
+  env "$@" HOST=127.0.0.1 PORT="$port" ADMIN_TOKEN="$admin_token" \
+    INSTANCE_ID="bench-$name" RUST_LOG="${RUST_LOG:-warn}" \
+    "$server_bin" >"$tmp/$name.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 300); do
+    if curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1; then
+      echo "run.sh: $name (pid $pid) on 127.0.0.1:$port" >&2
+      return 0
+    fi
+    if ! kill -0 "$pid" 2>/dev/null; then
+      echo "run.sh: $name exited during start-up:" >&2
+      tail -n 20 "$tmp/$name.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "run.sh: $name did not become healthy in 30 s" >&2
+  return 1
+}
+
+case "$scenario" in
+  embedded | idle-embedded)
+    start_server embedded -u REDIS_URL DATABASE_URL="sqlite://$tmp/canopy.db"
+    ;;
+  cluster | idle-cluster)
+    database=canopy_bench_$run_id
+    redis_prefix="bench:$run_id:"
+    psql_admin "CREATE DATABASE $database"
+    db_url="postgres://$pg_user@$pg_host:$pg_port/$database"
+    # The first instance migrates; the second starts on the migrated database.
+    start_server instance-a DATABASE_URL="$db_url" REDIS_URL="$redis_url" REDIS_KEY_PREFIX="$redis_prefix"
+    start_server instance-b DATABASE_URL="$db_url" REDIS_URL="$redis_url" REDIS_KEY_PREFIX="$redis_prefix"
+    ;;
+esac
+
+args=(--clients "$clients" --rate "$rate" --duration "$duration" --admin-token "$admin_token")
+for i in "${!ports[@]}"; do
+  args+=(--url "http://127.0.0.1:${ports[$i]}" --pid "${pids[$i]}")
+done
+echo "run.sh: $scenario: canopy-bench ${args[*]/$admin_token/…} ${extra[*]:-}" >&2
+set +e
+"$bench_bin" "${args[@]}" "${extra[@]}"
+status=$?
+set -e
+exit "$status"

@@ -1,0 +1,12 @@
+DROP TABLE stream_meta;
+DROP TABLE leader_leases;
+DROP TABLE live_events;
+DROP TABLE workspace_auth_tokens;
+DROP TABLE activity_logs;
+DROP TABLE structure_events;
+DROP TABLE canvas_viewport;
+DROP TABLE canvas_layouts;
+DROP TABLE global_secrets;
+DROP TABLE workspace_secrets;
+DROP TABLE agents;
+DROP TABLE workspaces;

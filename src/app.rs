@@ -1,0 +1,245 @@
+//! Builds the application: state, background jobs, the HTTP server bound to its listener (port 0
+//! works: the real port is read back).
+
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::{web, App, HttpServer};
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::error::AppResult;
+use crate::events::{Backplane, Relay};
+use crate::liveness::{Liveness, MemoryLiveness, RedisLiveness};
+use crate::realtime::hub::CloseReason;
+use crate::realtime::Hub;
+use crate::store::group_commit::GroupCommitter;
+use crate::store::{events as stream, workspaces, LiveEvent, Store, StoreError, Tx};
+use crate::{http, jobs, telemetry};
+
+/// How long in-flight requests get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Everything a request handler needs, shared by every worker.
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub backplane: Backplane,
+    pub hub: Arc<Hub>,
+    /// The stream's identity: a client whose `epoch` differs must reload.
+    pub epoch: String,
+    pub metrics: PrometheusHandle,
+    pub liveness: Liveness,
+    pub committer: GroupCommitter,
+    /// The secrets keyring, or none (secret writes answer 503).
+    pub secrets: crate::secrets::Secrets,
+}
+
+impl AppState {
+    /// Runs a command: one transaction that changes state and appends its events. Concurrent
+    /// commands share a transaction (group commit); the committed events go to the Backplane in
+    /// seq order, and local sockets get them back through the Relay like every other
+    /// instance's (invariant 3).
+    pub async fn execute<T, F>(&self, command: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> AppResult<T> + Send + 'static,
+    {
+        let (value, _events) = self.committer.execute(command).await?;
+        Ok(value)
+    }
+
+    /// Runs a read on the blocking pool.
+    pub async fn read<T, F>(&self, query: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut crate::store::DbConnection) -> AppResult<T> + Send + 'static,
+    {
+        self.store.run(query).await
+    }
+}
+
+pub struct Application {
+    port: u16,
+    server: Server,
+    state: web::Data<AppState>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let config = Arc::new(config);
+        let secrets = crate::secrets::Secrets::from_config(&config)?;
+        secrets.log_mode();
+        let store = Store::open(config.database_url.clone(), config.database_pool_size);
+        let migrate_store = store.clone();
+        let applied =
+            tokio::task::spawn_blocking(move || migrate_store.migrate_blocking()).await??;
+        if !applied.is_empty() {
+            tracing::info!(migrations = ?applied, "database migrated");
+        }
+
+        // The head first, then the hierarchy: events in between are applied again by the
+        // Relay, and applying them twice is harmless.
+        let (head, parents) = store
+            .run(|c| Ok::<_, StoreError>((stream::stream_head(c)?, workspaces::parent_map(c)?)))
+            .await?;
+        let hub = Hub::with_capacity(parents, head.last_seq, config.ws_queue_capacity);
+
+        let (signals_tx, signals_rx) = mpsc::unbounded_channel();
+        let backplane = match &config.redis_url {
+            None => Backplane::Local(signals_tx),
+            Some(url) => Backplane::Redis(
+                crate::events::redis::RedisBackplane::connect(
+                    url,
+                    &config.redis_key_prefix,
+                    signals_tx,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?,
+            ),
+        };
+        let (liveness, expirations) = match &config.redis_url {
+            None => {
+                let (memory, expirations) = MemoryLiveness::start();
+                (Liveness::Memory(memory), expirations)
+            }
+            Some(url) => {
+                let (redis, expirations) = RedisLiveness::connect(url, &config.redis_key_prefix)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?;
+                (Liveness::Redis(redis), expirations)
+            }
+        };
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let (published, to_publish) = mpsc::unbounded_channel();
+        let committer = GroupCommitter::start(store.clone(), published);
+        tokio::spawn(publish_batches(backplane.clone(), to_publish));
+        tokio::spawn(
+            Relay::new(store.clone(), Arc::clone(&hub)).run(signals_rx, shutdown_rx.clone()),
+        );
+
+        let state = web::Data::new(AppState {
+            config: Arc::clone(&config),
+            store: store.clone(),
+            backplane,
+            hub,
+            epoch: head.epoch,
+            metrics: telemetry::prometheus_handle(),
+            liveness,
+            committer,
+            secrets,
+        });
+        jobs::spawn_all(state.clone().into_inner(), expirations, shutdown_rx);
+
+        let listener = TcpListener::bind((config.host, config.port))?;
+        let port = listener.local_addr()?.port();
+        let server_state = state.clone();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(server_state.clone())
+                .configure(http::configure)
+                .wrap(http::cors(&server_state.config))
+                .wrap_fn(|req, srv| {
+                    let started = std::time::Instant::now();
+                    let method = req.method().to_string();
+                    let response = srv.call(req);
+                    async move {
+                        let response = response.await?;
+                        telemetry::record_http(&response, &method, started.elapsed());
+                        Ok(response)
+                    }
+                })
+        })
+        .workers(config.workers)
+        // Small frames must leave at once: with Nagle on, each waits for the previous one's ACK.
+        .tcp_nodelay(true)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .listen(listener)?
+        .run();
+
+        tracing::info!(
+            port,
+            mode = config.mode(),
+            database = store.backend_name(),
+            instance_id = %config.instance_id,
+            seq = head.last_seq,
+            "canopy listening"
+        );
+        Ok(Application {
+            port,
+            server,
+            state,
+            shutdown,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone().into_inner()
+    }
+
+    pub fn handle(&self) -> StopHandle {
+        StopHandle {
+            server: self.server.handle(),
+            state: self.state(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Stops an application gracefully: sockets are closed with 1001 (clients reconnect elsewhere
+/// with `since`), in-flight requests finish, background jobs stop.
+#[derive(Clone)]
+pub struct StopHandle {
+    server: ServerHandle,
+    state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl StopHandle {
+    pub async fn stop(&self) {
+        self.state.hub.close_all(CloseReason::GoingAway);
+        let _ = self.shutdown.send(true);
+        self.server.stop(true).await;
+        // Requests are done: say goodbye to Redis instead of dropping the connections.
+        self.state.backplane.quit().await;
+        self.state.liveness.quit().await;
+    }
+}
+
+impl AppState {
+    /// Stops liveness tracking for workspaces that are gone.
+    pub async fn liveness_disarm(&self, ids: &[uuid::Uuid]) {
+        for id in ids {
+            self.liveness.disarm(*id).await;
+        }
+    }
+}
+
+/// Hands committed batches to the Backplane one at a time, so they go out in seq order. A
+/// failed publish loses nothing: the events are committed, and every Relay's head check picks
+/// them up within a second.
+async fn publish_batches(
+    backplane: Backplane,
+    mut batches: mpsc::UnboundedReceiver<Vec<LiveEvent>>,
+) {
+    while let Some(events) = batches.recv().await {
+        let count = events.len();
+        if let Err(e) = backplane.publish(events).await {
+            metrics::counter!("canopy_backplane_publish_failures_total").increment(1);
+            tracing::warn!(error = %e, count, "publish failed; relays will catch up from the database");
+        }
+    }
+}

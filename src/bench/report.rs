@@ -1,0 +1,279 @@
+//! The result of a run: one JSON object, and whether the stream was intact.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+
+/// Latency percentiles in milliseconds.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub samples: u64,
+}
+
+impl Percentiles {
+    /// From a histogram of microseconds; `None` when it is empty.
+    pub fn of(h: &Histogram<u64>) -> Option<Percentiles> {
+        (!h.is_empty()).then(|| {
+            let ms = |micros: u64| (micros as f64 / 10.0).round() / 100.0;
+            Percentiles {
+                p50: ms(h.value_at_quantile(0.50)),
+                p90: ms(h.value_at_quantile(0.90)),
+                p99: ms(h.value_at_quantile(0.99)),
+                max: ms(h.max()),
+                samples: h.len(),
+            }
+        })
+    }
+
+    fn to_json(p: &Option<Percentiles>) -> Value {
+        match p {
+            Some(p) => {
+                json!({ "p50": p.p50, "p90": p.p90, "p99": p.p99, "max": p.max, "samples": p.samples })
+            }
+            None => Value::Null,
+        }
+    }
+}
+
+/// Per kind of request (drag, heartbeat, activity), inside the measurement window.
+#[derive(Clone, Debug, Default)]
+pub struct KindReport {
+    pub name: &'static str,
+    pub offered: u64,
+    pub committed: u64,
+    pub latency: Option<Percentiles>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProcessReport {
+    pub pid: u32,
+    pub rss_kib_before_sockets: Option<u64>,
+    pub rss_kib_sockets_open: Option<u64>,
+    pub rss_kib_end: Option<u64>,
+    /// CPU use during the measurement window, in percent of one core.
+    pub cpu_pct: Option<f64>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub instances: usize,
+    pub clients: usize,
+    pub connected: usize,
+    pub connect_failures: Vec<String>,
+    pub workspaces: usize,
+    pub agents: usize,
+    pub mix: String,
+    pub duration_s: f64,
+    pub warmup_s: f64,
+    pub rate_target: f64,
+    pub kinds: Vec<KindReport>,
+    pub deliveries: u64,
+    /// PATCH/heartbeat/activity sent → frame on a socket, for drags and activity posts.
+    pub latency: Option<Percentiles>,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub out_of_order: u64,
+    pub resyncs: u64,
+    /// Sockets that ended before the run did, by reason ("close 4008", "eof", …).
+    pub closed: BTreeMap<String, u64>,
+    /// Open sockets that never reached `final_seq` within the tail wait.
+    pub sockets_behind: u64,
+    pub final_seq: i64,
+    pub tail_wait_ms: u64,
+    pub errors: BTreeMap<String, u64>,
+    /// One example of each kind of error.
+    pub error_samples: BTreeMap<String, String>,
+    pub processes: Vec<ProcessReport>,
+    pub bench_cpu_pct: Option<f64>,
+    /// Busy share of all cores during the measurement window (servers, generator, database,
+    /// Redis and anything else on the machine), in percent of the whole machine.
+    pub machine_cpu_pct: Option<f64>,
+    pub cores: usize,
+}
+
+impl Report {
+    pub fn offered(&self) -> u64 {
+        self.kinds.iter().map(|k| k.offered).sum()
+    }
+
+    pub fn committed(&self) -> u64 {
+        self.kinds.iter().map(|k| k.committed).sum()
+    }
+
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    pub fn kind(&self, name: &str) -> Option<&KindReport> {
+        self.kinds.iter().find(|k| k.name == name)
+    }
+
+    /// Every socket got every event exactly once, in order, and stayed open.
+    pub fn stream_intact(&self) -> bool {
+        self.lost == 0
+            && self.duplicated == 0
+            && self.out_of_order == 0
+            && self.resyncs == 0
+            && self.closed.is_empty()
+            && self.sockets_behind == 0
+            && self.connect_failures.is_empty()
+    }
+
+    /// 0: intact and no request failed; 1: the stream was not intact; 3: intact, but some
+    /// requests failed (non-2xx, timeouts). (2 is a usage or setup error, see the binary.)
+    pub fn exit_code(&self) -> i32 {
+        if !self.stream_intact() {
+            1
+        } else if self.error_count() > 0 {
+            3
+        } else {
+            0
+        }
+    }
+
+    /// KiB of server RSS per open socket: (RSS with the sockets open − RSS before), summed
+    /// over the given processes, divided by the sockets open.
+    pub fn rss_kib_per_socket(&self) -> Option<f64> {
+        if self.connected == 0 || self.processes.is_empty() {
+            return None;
+        }
+        let mut delta = 0i64;
+        for p in &self.processes {
+            delta += p.rss_kib_sockets_open? as i64 - p.rss_kib_before_sockets? as i64;
+        }
+        Some((delta as f64 / self.connected as f64 * 100.0).round() / 100.0)
+    }
+
+    pub fn to_json(&self) -> Value {
+        let per_s = |n: u64| {
+            if self.duration_s > 0.0 {
+                (n as f64 / self.duration_s * 10.0).round() / 10.0
+            } else {
+                0.0
+            }
+        };
+        let by_kind = |f: &dyn Fn(&KindReport) -> Value| {
+            Value::Object(
+                self.kinds
+                    .iter()
+                    .map(|k| (k.name.to_string(), f(k)))
+                    .collect::<Map<_, _>>(),
+            )
+        };
+        let request_latency =
+            |name: &str| Percentiles::to_json(&self.kind(name).and_then(|k| k.latency.clone()));
+        let processes: Vec<Value> = self
+            .processes
+            .iter()
+            .map(|p| {
+                json!({
+                    "pid": p.pid,
+                    "rss_kib_before_sockets": p.rss_kib_before_sockets,
+                    "rss_kib_sockets_open": p.rss_kib_sockets_open,
+                    "rss_kib_end": p.rss_kib_end,
+                    "cpu_pct": p.cpu_pct,
+                })
+            })
+            .collect();
+        json!({
+            "ok": self.stream_intact(),
+            "instances": self.instances,
+            "clients": self.clients,
+            "connected": self.connected,
+            "workspaces": self.workspaces,
+            "agents": self.agents,
+            "mix": self.mix,
+            "duration_s": self.duration_s,
+            "warmup_s": self.warmup_s,
+            "rate_target": self.rate_target,
+            "offered_per_s": per_s(self.offered()),
+            "committed_per_s": per_s(self.committed()),
+            "deliveries_per_s": per_s(self.deliveries),
+            "latency_ms": Percentiles::to_json(&self.latency),
+            "lost": self.lost,
+            "duplicated": self.duplicated,
+            "out_of_order": self.out_of_order,
+            "resyncs": self.resyncs,
+            "closed": self.closed,
+            "sockets_behind": self.sockets_behind,
+            "final_seq": self.final_seq,
+            "tail_wait_ms": self.tail_wait_ms,
+            "patch_latency_ms": request_latency("drag"),
+            "heartbeat_latency_ms": request_latency("heartbeat"),
+            "activity_latency_ms": request_latency("activity"),
+            "offered": by_kind(&|k| json!(k.offered)),
+            "committed": by_kind(&|k| json!(k.committed)),
+            "rss_kib": processes,
+            "rss_kib_per_socket": self.rss_kib_per_socket(),
+            "bench_cpu_pct": self.bench_cpu_pct,
+            "machine_cpu_pct": self.machine_cpu_pct,
+            "cores": self.cores,
+            "errors": self.error_count(),
+            "error_kinds": self.errors,
+            "error_samples": self.error_samples,
+            "connect_failures": self.connect_failures.len(),
+            "connect_failure_sample": self.connect_failures.first(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        let clean = Report::default();
+        assert!(clean.stream_intact());
+        assert_eq!(clean.exit_code(), 0);
+        let errors = Report {
+            errors: BTreeMap::from([("drag 500".to_string(), 2)]),
+            ..Report::default()
+        };
+        assert_eq!(errors.exit_code(), 3);
+        for broken in [
+            Report {
+                lost: 1,
+                ..Report::default()
+            },
+            Report {
+                duplicated: 1,
+                ..Report::default()
+            },
+            Report {
+                out_of_order: 1,
+                ..Report::default()
+            },
+            Report {
+                closed: BTreeMap::from([("close 4008".to_string(), 1)]),
+                ..Report::default()
+            },
+            Report {
+                sockets_behind: 1,
+                ..Report::default()
+            },
+        ] {
+            assert_eq!(broken.exit_code(), 1);
+            assert_eq!(broken.to_json()["ok"], false);
+        }
+    }
+
+    #[test]
+    fn percentiles_in_milliseconds() {
+        let mut h = super::super::shared::latency_histogram();
+        for micros in 1..=1000u64 {
+            h.record(micros * 10).unwrap();
+        }
+        let p = Percentiles::of(&h).unwrap();
+        assert!((p.p50 - 5.0).abs() < 0.02, "{p:?}");
+        assert!((p.p99 - 9.9).abs() < 0.02, "{p:?}");
+        assert!((p.max - 10.0).abs() < 0.02, "{p:?}");
+        assert_eq!(p.samples, 1000);
+        assert!(Percentiles::of(&super::super::shared::latency_histogram()).is_none());
+    }
+}

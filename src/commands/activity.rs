@@ -1,0 +1,108 @@
+use chrono::Utc;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::workspaces::require_live;
+use crate::domain::events::EventKind;
+use crate::domain::validation::{truncate_utf8, ActivityType};
+use crate::error::AppResult;
+use crate::store::activity::{self, NewActivity};
+use crate::store::{NewEvent, Tx};
+
+/// Longest summary stored for a notify message (the full text is in `response_body`).
+pub const NOTIFY_SUMMARY_BYTES: usize = 200;
+
+pub struct LogActivity {
+    pub activity_type: ActivityType,
+    pub source_id: Option<Uuid>,
+    pub target_id: Option<Uuid>,
+    pub method: Option<String>,
+    pub summary: Option<String>,
+    pub status: String,
+    pub error_detail: Option<String>,
+    pub duration_ms: Option<i32>,
+    pub request_body: Option<Value>,
+    pub response_body: Option<Value>,
+    pub metadata: Option<Value>,
+}
+
+pub fn log(tx: &mut Tx<'_>, workspace_id: Uuid, input: LogActivity) -> AppResult<Uuid> {
+    tx.lock_stream()?;
+    require_live(tx, workspace_id)?;
+    let row = NewActivity {
+        id: Uuid::new_v4(),
+        workspace_id,
+        activity_type: input.activity_type.as_str().to_string(),
+        source_id: input.source_id,
+        target_id: input.target_id,
+        method: input.method,
+        summary: input.summary,
+        request_body: input.request_body,
+        response_body: input.response_body,
+        metadata: input.metadata,
+        duration_ms: input.duration_ms,
+        status: input.status,
+        error_detail: input.error_detail,
+        created_at: Utc::now(),
+    };
+    activity::insert(tx.conn(), &row)?;
+    tx.append(NewEvent::new(
+        EventKind::ActivityLogged,
+        workspace_id,
+        json!({
+            "id": row.id,
+            "activity_type": row.activity_type,
+            "method": row.method,
+            "summary": row.summary,
+            "status": row.status,
+            "source_id": row.source_id,
+            "target_id": row.target_id,
+            "duration_ms": row.duration_ms,
+        }),
+    ))?;
+    Ok(row.id)
+}
+
+pub struct Notify {
+    pub message: String,
+    /// Already validated: objects with `uri`, `name`, optional `mimeType` and `size`.
+    pub attachments: Vec<Value>,
+}
+
+pub fn notify(tx: &mut Tx<'_>, workspace_id: Uuid, input: Notify) -> AppResult<()> {
+    tx.lock_stream()?;
+    let workspace = require_live(tx, workspace_id)?;
+    let parts: Vec<Value> = input
+        .attachments
+        .iter()
+        .map(|file| json!({ "kind": "file", "file": file }))
+        .collect();
+    let row = NewActivity {
+        id: Uuid::new_v4(),
+        workspace_id,
+        activity_type: ActivityType::A2aReceive.as_str().to_string(),
+        source_id: Some(workspace_id),
+        target_id: None,
+        method: Some("notify".into()),
+        summary: Some(truncate_utf8(&input.message, NOTIFY_SUMMARY_BYTES).to_string()),
+        request_body: None,
+        response_body: Some(json!({ "result": input.message, "parts": parts })),
+        metadata: None,
+        duration_ms: None,
+        status: "ok".into(),
+        error_detail: None,
+        created_at: Utc::now(),
+    };
+    activity::insert(tx.conn(), &row)?;
+    let mut payload =
+        json!({ "message": input.message, "workspace_id": workspace_id, "name": workspace.name });
+    if !input.attachments.is_empty() {
+        payload["attachments"] = Value::Array(input.attachments);
+    }
+    tx.append(NewEvent::new(
+        EventKind::AgentMessage,
+        workspace_id,
+        payload,
+    ))?;
+    Ok(())
+}

@@ -1,0 +1,9 @@
+//! Commands: domain rules applied in one write transaction that changes the projection and
+//! appends the events describing the change. Each takes parsed input (the boundary already
+//! validated it) and runs inside `AppState::execute`, which publishes what committed.
+
+pub mod activity;
+pub mod agents;
+pub mod canvas;
+pub mod registry;
+pub mod workspaces;

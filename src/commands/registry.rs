@@ -1,0 +1,232 @@
+//! Registry commands: register, heartbeat, update-card, and the liveness transitions. Each
+//! status change writes the status and its event in one transaction, guarded in SQL so it
+//! happens once however many instances observe the cause.
+
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::domain::events::EventKind;
+use crate::domain::status::{on_heartbeat, WorkspaceStatus};
+use crate::error::{AppError, AppResult};
+use crate::http::auth::hash_token;
+use crate::store::workspaces::{self as ws, HeartbeatColumns, WorkspaceRow};
+use crate::store::{tokens, DbConnection, NewEvent, Tx};
+
+fn gone() -> AppError {
+    AppError::WithBody {
+        status: actix_web::http::StatusCode::GONE,
+        body: json!({ "error": "workspace removed", "status": "removed" }),
+    }
+}
+
+/// The workspace row for an agent call: 404 unknown, 410 removed.
+pub fn agent_workspace(conn: &mut DbConnection, id: Uuid) -> AppResult<WorkspaceRow> {
+    let row = ws::find_row(conn, id)?.ok_or_else(AppError::workspace_not_found)?;
+    if row.status() == WorkspaceStatus::Removed {
+        return Err(gone());
+    }
+    Ok(row)
+}
+
+/// 32 random bytes, base64url: returned once, stored only as a SHA-256 hash.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+pub struct Register {
+    pub id: Uuid,
+    pub url: String,
+    pub agent_card: Value,
+    /// Whether the caller proved itself with the workspace's token or the admin token.
+    pub authenticated: bool,
+}
+
+/// Returns the new token when this register issued one.
+pub fn register(tx: &mut Tx<'_>, input: Register) -> AppResult<Option<String>> {
+    tx.lock_stream()?;
+    let row = agent_workspace(tx.conn(), input.id)?;
+    if row.status() == WorkspaceStatus::Paused {
+        return Err(AppError::Conflict(
+            "workspace is paused; resume it before registering".into(),
+        ));
+    }
+    let now = Utc::now();
+    // Checked under the stream lock: two first registers cannot both mint a token.
+    let token = if tokens::has_live_token(tx.conn(), input.id)? {
+        if !input.authenticated {
+            return Err(AppError::Unauthorized(
+                "missing workspace auth token".into(),
+            ));
+        }
+        None
+    } else {
+        let token = new_token();
+        tokens::insert(tx.conn(), input.id, &hash_token(&token), &token[..8], now)?;
+        Some(token)
+    };
+    ws::mark_registered(tx.conn(), input.id, &input.url, &input.agent_card, now)?;
+    tx.append(NewEvent::new(
+        EventKind::WorkspaceOnline,
+        input.id,
+        json!({ "url": input.url, "agent_card": input.agent_card }),
+    ))?;
+    Ok(token)
+}
+
+pub struct Heartbeat {
+    pub workspace_id: Uuid,
+    pub columns: HeartbeatColumns,
+}
+
+pub enum HeartbeatOutcome {
+    /// Nothing but the heartbeat columns changed: no event, no stream lock.
+    Quiet,
+    /// Serialized path needed (a status or task change).
+    NeedsEvents,
+}
+
+/// Statuses a heartbeat with this error rate leaves where they are.
+pub fn quiet_statuses(error_rate: f64) -> Vec<WorkspaceStatus> {
+    use WorkspaceStatus::*;
+    [Provisioning, Online, Degraded, Offline, Failed, Paused]
+        .into_iter()
+        .filter(|s| on_heartbeat(*s, error_rate).is_none())
+        .collect()
+}
+
+/// The fastest path, for a caller already authorized: one guarded UPDATE that applies only
+/// when neither the status nor the task changes. False means: take the full path.
+pub fn heartbeat_fast(conn: &mut DbConnection, beat: &Heartbeat) -> AppResult<bool> {
+    let quiet = quiet_statuses(beat.columns.error_rate);
+    Ok(ws::record_quiet_heartbeat(
+        conn,
+        beat.workspace_id,
+        &beat.columns,
+        &quiet,
+        Utc::now(),
+    )?)
+}
+
+/// The fast path: most heartbeats change nothing anyone watches, so they are one guarded
+/// UPDATE with no stream lock and no event.
+pub fn heartbeat_quiet(
+    conn: &mut DbConnection,
+    row: &WorkspaceRow,
+    beat: &Heartbeat,
+) -> AppResult<HeartbeatOutcome> {
+    let status = row.status();
+    let task_changed = row.current_task.as_deref().unwrap_or_default() != beat.columns.current_task;
+    if task_changed || on_heartbeat(status, beat.columns.error_rate).is_some() {
+        return Ok(HeartbeatOutcome::NeedsEvents);
+    }
+    if ws::record_heartbeat(
+        conn,
+        beat.workspace_id,
+        &beat.columns,
+        status,
+        None,
+        Utc::now(),
+    )? {
+        Ok(HeartbeatOutcome::Quiet)
+    } else {
+        Ok(HeartbeatOutcome::NeedsEvents)
+    }
+}
+
+/// The serialized path: re-reads under the stream lock, applies the status machine and
+/// appends the events.
+pub fn heartbeat_with_events(tx: &mut Tx<'_>, beat: &Heartbeat) -> AppResult<()> {
+    tx.lock_stream()?;
+    let id = beat.workspace_id;
+    let row = agent_workspace(tx.conn(), id)?;
+    let status = row.status();
+    let next = on_heartbeat(status, beat.columns.error_rate);
+    if !ws::record_heartbeat(tx.conn(), id, &beat.columns, status, next, Utc::now())? {
+        return Err(AppError::Internal(anyhow::anyhow!(
+            "workspace status changed under the stream lock"
+        )));
+    }
+    match next {
+        Some(WorkspaceStatus::Online) => {
+            tx.append(NewEvent::new(
+                EventKind::WorkspaceOnline,
+                id,
+                json!({ "recovered_from": status.as_str() }),
+            ))?;
+        }
+        Some(WorkspaceStatus::Degraded) => {
+            tx.append(NewEvent::new(
+                EventKind::WorkspaceDegraded,
+                id,
+                json!({ "error_rate": beat.columns.error_rate, "sample_error": beat.columns.sample_error }),
+            ))?;
+        }
+        _ => {}
+    }
+    if row.current_task.as_deref().unwrap_or_default() != beat.columns.current_task {
+        tx.append(NewEvent::new(
+            EventKind::TaskUpdated,
+            id,
+            json!({ "current_task": beat.columns.current_task, "active_tasks": beat.columns.active_tasks }),
+        ))?;
+    }
+    Ok(())
+}
+
+pub fn update_card(tx: &mut Tx<'_>, id: Uuid, agent_card: Value) -> AppResult<()> {
+    tx.lock_stream()?;
+    agent_workspace(tx.conn(), id)?;
+    ws::set_agent_card(tx.conn(), id, &agent_card, Utc::now())?;
+    tx.append(NewEvent::new(
+        EventKind::AgentCardUpdated,
+        id,
+        json!({ "agent_card": agent_card }),
+    ))?;
+    Ok(())
+}
+
+/// Offline if still silent since `silent_since`; returns whether it happened.
+pub fn mark_offline(tx: &mut Tx<'_>, id: Uuid, silent_since: DateTime<Utc>) -> AppResult<bool> {
+    tx.lock_stream()?;
+    if !ws::mark_offline_if_silent(tx.conn(), id, silent_since, Utc::now())? {
+        return Ok(false);
+    }
+    tx.append(NewEvent::new(EventKind::WorkspaceOffline, id, json!({})))?;
+    Ok(true)
+}
+
+pub fn fail_provisioning(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    before: DateTime<Utc>,
+    timeout_seconds: u64,
+) -> AppResult<bool> {
+    tx.lock_stream()?;
+    if !ws::fail_if_still_provisioning(tx.conn(), id, before, Utc::now())? {
+        return Ok(false);
+    }
+    tx.append(NewEvent::new(
+        EventKind::WorkspaceProvisionFailed,
+        id,
+        json!({ "error": format!("no register within {timeout_seconds} s") }),
+    ))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use WorkspaceStatus::*;
+
+    #[test]
+    fn quiet_statuses_follow_the_status_machine() {
+        assert_eq!(quiet_statuses(0.0), vec![Online, Failed, Paused]);
+        assert_eq!(quiet_statuses(0.3), vec![Online, Degraded, Failed, Paused]);
+        assert_eq!(quiet_statuses(0.7), vec![Degraded, Failed, Paused]);
+    }
+}

@@ -1,0 +1,285 @@
+use chrono::Utc;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::domain::events::{json_number, EventKind};
+use crate::domain::status::WorkspaceStatus;
+use crate::domain::validation::{RuntimeName, Tier, WorkspaceName, WorkspaceRole};
+use crate::error::{AppError, AppResult};
+use crate::store::workspaces::{
+    self as ws, DescriptionChanges, LayoutRow, NewWorkspace, WorkspaceRow,
+};
+use crate::store::{tokens, NewEvent, Tx};
+
+pub struct CreateWorkspace {
+    pub name: WorkspaceName,
+    pub role: Option<WorkspaceRole>,
+    pub tier: Tier,
+    pub runtime: Option<RuntimeName>,
+    pub model: Option<String>,
+    pub parent_id: Option<Uuid>,
+    pub position: Option<(f64, f64)>,
+}
+
+fn parent_not_found() -> AppError {
+    AppError::BadRequest("parent_id: parent workspace not found".into())
+}
+
+pub fn create(tx: &mut Tx<'_>, input: CreateWorkspace) -> AppResult<Uuid> {
+    tx.lock_stream()?;
+    if let Some(parent) = input.parent_id {
+        ws::find_live_row(tx.conn(), parent)?.ok_or_else(parent_not_found)?;
+    }
+    let id = Uuid::new_v4();
+    let now = Utc::now();
+    let new = NewWorkspace {
+        id,
+        name: input.name.into_string(),
+        role: input.role.map(WorkspaceRole::into_string),
+        tier: input.tier.get(),
+        runtime: input.runtime.map(RuntimeName::into_string),
+        model: input.model,
+        parent_id: input.parent_id,
+    };
+    ws::insert(tx.conn(), &new, now)?;
+    let (x, y) = input.position.unwrap_or((0.0, 0.0));
+    if input.position.is_some() {
+        ws::save_layout(
+            tx.conn(),
+            id,
+            LayoutRow {
+                x,
+                y,
+                collapsed: false,
+            },
+        )?;
+    }
+    tx.append(NewEvent::new(
+        EventKind::WorkspaceProvisioning,
+        id,
+        provisioning_payload(&new.name, new.tier, &new.runtime, new.parent_id, x, y),
+    ))?;
+    Ok(id)
+}
+
+fn provisioning_payload(
+    name: &str,
+    tier: i32,
+    runtime: &Option<String>,
+    parent_id: Option<Uuid>,
+    x: f64,
+    y: f64,
+) -> Value {
+    json!({
+        "name": name,
+        "tier": tier,
+        "runtime": runtime,
+        "parent_id": parent_id,
+        "x": json_number(x),
+        "y": json_number(y),
+    })
+}
+
+/// A parsed PATCH: `None` leaves a field alone; `Some(None)` clears a nullable one.
+#[derive(Default)]
+pub struct WorkspacePatch {
+    pub name: Option<WorkspaceName>,
+    pub role: Option<Option<WorkspaceRole>>,
+    pub tier: Option<Tier>,
+    pub runtime: Option<Option<RuntimeName>>,
+    pub parent_id: Option<Option<Uuid>>,
+    pub position: Option<(f64, f64)>,
+    pub collapsed: Option<bool>,
+}
+
+pub fn patch(tx: &mut Tx<'_>, id: Uuid, patch: WorkspacePatch) -> AppResult<()> {
+    tx.lock_stream()?;
+    let row = ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
+    let now = Utc::now();
+
+    // Description: only fields that actually change are written and reported.
+    let mut changes = DescriptionChanges::default();
+    let mut changed = serde_json::Map::new();
+    if let Some(name) = patch.name.map(WorkspaceName::into_string) {
+        if name != row.name {
+            changed.insert("name".into(), json!(name));
+            changes.name = Some(name);
+        }
+    }
+    if let Some(role) = patch.role.map(|r| r.map(WorkspaceRole::into_string)) {
+        if role != row.role {
+            changed.insert("role".into(), json!(role));
+            changes.role = Some(role);
+        }
+    }
+    if let Some(tier) = patch.tier.map(Tier::get) {
+        if tier != row.tier {
+            changed.insert("tier".into(), json!(tier));
+            changes.tier = Some(tier);
+        }
+    }
+    if let Some(runtime) = patch.runtime.map(|r| r.map(RuntimeName::into_string)) {
+        if runtime != row.runtime {
+            changed.insert("runtime".into(), json!(runtime));
+            changes.runtime = Some(runtime);
+        }
+    }
+    if !changed.is_empty() {
+        ws::update_description(tx.conn(), id, changes, now)?;
+        tx.append(NewEvent::new(
+            EventKind::WorkspaceUpdated,
+            id,
+            Value::Object(changed),
+        ))?;
+    }
+
+    if let Some(new_parent) = patch.parent_id {
+        let old_parent = row.parent();
+        if new_parent != old_parent {
+            if let Some(parent) = new_parent {
+                ws::find_live_row(tx.conn(), parent)?.ok_or_else(parent_not_found)?;
+                if ws::parent_map(tx.conn())?.would_cycle(id, parent) {
+                    return Err(AppError::Conflict(
+                        "cannot move a workspace under itself or one of its descendants".into(),
+                    ));
+                }
+            }
+            ws::set_parent(tx.conn(), id, new_parent, now)?;
+            tx.append(NewEvent::new(
+                EventKind::WorkspaceMoved,
+                id,
+                json!({ "old_parent_id": old_parent, "new_parent_id": new_parent }),
+            ))?;
+        }
+    }
+
+    if patch.position.is_some() || patch.collapsed.is_some() {
+        let current = ws::find_layout(tx.conn(), id)?.unwrap_or(LayoutRow {
+            x: 0.0,
+            y: 0.0,
+            collapsed: false,
+        });
+        let (x, y) = patch.position.unwrap_or((current.x, current.y));
+        let layout = LayoutRow {
+            x,
+            y,
+            collapsed: patch.collapsed.unwrap_or(current.collapsed),
+        };
+        ws::save_layout(tx.conn(), id, layout)?;
+        tx.append(NewEvent::new(
+            EventKind::WorkspaceLayoutChanged,
+            id,
+            json!({ "x": json_number(layout.x), "y": json_number(layout.y), "collapsed": layout.collapsed }),
+        ))?;
+    }
+    Ok(())
+}
+
+pub struct Removal {
+    /// Every workspace removed, root first.
+    pub removed: Vec<Uuid>,
+}
+
+impl Removal {
+    pub fn cascade_deleted(&self) -> usize {
+        self.removed.len().saturating_sub(1)
+    }
+}
+
+pub fn delete(tx: &mut Tx<'_>, id: Uuid, confirmed: bool) -> AppResult<Removal> {
+    tx.lock_stream()?;
+    ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
+    let children = ws::live_children(tx.conn(), id)?;
+    if !children.is_empty() && !confirmed {
+        let listed: Vec<Value> = children
+            .iter()
+            .map(|(id, name)| json!({ "id": id, "name": name }))
+            .collect();
+        return Err(AppError::WithBody {
+            status: actix_web::http::StatusCode::CONFLICT,
+            body: json!({
+                "status": "confirmation_required",
+                "error": "workspace has children; repeat with ?confirm=true to delete them too",
+                "children": listed,
+                "children_count": children.len(),
+            }),
+        });
+    }
+    let subtree = ws::live_subtree(tx.conn(), id)?;
+    let now = Utc::now();
+    let cascade_deleted = subtree.len() - 1;
+    // Deepest first, so no event ever describes a child of something already gone; the root's
+    // event comes last and carries the count.
+    for row in subtree.iter().rev() {
+        let ws_id = row.id.0;
+        ws::set_status(tx.conn(), ws_id, WorkspaceStatus::Removed, now)?;
+        ws::delete_layout(tx.conn(), ws_id)?;
+        tokens::revoke_all(tx.conn(), ws_id, now)?;
+        let payload = if ws_id == id {
+            json!({ "cascade_deleted": cascade_deleted })
+        } else {
+            json!({})
+        };
+        tx.append(NewEvent::new(EventKind::WorkspaceRemoved, ws_id, payload))?;
+    }
+    Ok(Removal {
+        removed: subtree.iter().map(|r| r.id.0).collect(),
+    })
+}
+
+pub fn pause(tx: &mut Tx<'_>, id: Uuid) -> AppResult<usize> {
+    tx.lock_stream()?;
+    ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
+    let now = Utc::now();
+    let mut paused = 0;
+    for row in ws::live_subtree(tx.conn(), id)? {
+        if row.status() == WorkspaceStatus::Paused {
+            continue;
+        }
+        ws::set_status(tx.conn(), row.id.0, WorkspaceStatus::Paused, now)?;
+        tx.append(NewEvent::new(
+            EventKind::WorkspacePaused,
+            row.id.0,
+            json!({ "name": row.name }),
+        ))?;
+        paused += 1;
+    }
+    Ok(paused)
+}
+
+pub fn resume(tx: &mut Tx<'_>, id: Uuid) -> AppResult<usize> {
+    tx.lock_stream()?;
+    ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
+    let now = Utc::now();
+    let mut resumed = 0;
+    for row in ws::live_subtree(tx.conn(), id)? {
+        if row.status() != WorkspaceStatus::Paused {
+            continue;
+        }
+        ws::set_status(tx.conn(), row.id.0, WorkspaceStatus::Provisioning, now)?;
+        let layout = ws::find_layout(tx.conn(), row.id.0)?.unwrap_or(LayoutRow {
+            x: 0.0,
+            y: 0.0,
+            collapsed: false,
+        });
+        tx.append(NewEvent::new(
+            EventKind::WorkspaceProvisioning,
+            row.id.0,
+            provisioning_payload(
+                &row.name,
+                row.tier,
+                &row.runtime,
+                row.parent(),
+                layout.x,
+                layout.y,
+            ),
+        ))?;
+        resumed += 1;
+    }
+    Ok(resumed)
+}
+
+/// The live workspace row or 404 (for commands in other modules).
+pub fn require_live(tx: &mut Tx<'_>, id: Uuid) -> AppResult<WorkspaceRow> {
+    ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)
+}

@@ -1,0 +1,319 @@
+//! Typed configuration, read once from the environment. An invalid value stops start-up with a
+//! one-line message naming the variable.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use crate::secrets::{self, CryptoError, KeyText};
+use crate::store::DatabaseUrl;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: DatabaseUrl,
+    pub database_pool_size: u32,
+    pub redis_url: Option<String>,
+    /// Prepended to every Redis key and channel, so several deployments (or test runs) can
+    /// share one Redis.
+    pub redis_key_prefix: String,
+    pub host: IpAddr,
+    pub port: u16,
+    pub workers: usize,
+    /// Frames a WebSocket may have queued before it is closed as a slow consumer.
+    pub ws_queue_capacity: usize,
+    pub admin_token: Option<AdminToken>,
+    pub allow_insecure: bool,
+    pub cors_origins: Vec<String>,
+    /// Master key for secrets (redacted in `Debug`); checked at start-up.
+    pub secrets_encryption_key: Option<KeyText>,
+    pub secrets_encryption_key_previous: Option<KeyText>,
+    pub liveness_ttl: Duration,
+    pub liveness_sweep_interval: Duration,
+    pub provision_timeout: Duration,
+    pub activity_retention: Duration,
+    pub activity_cleanup_interval: Duration,
+    pub live_events_retention: Duration,
+    pub instance_id: String,
+    pub log_format: LogFormat,
+}
+
+/// The admin bearer token. Its `Debug` prints `[redacted]`, so the configuration can be logged.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid {var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+const SECONDS_PER_HOUR: u64 = 3600;
+const SECONDS_PER_DAY: u64 = 86_400;
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds the configuration from any variable source (tests pass a map instead of
+    /// mutating the process environment).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(var) {
+                None => Ok(default),
+                Some(v) => v
+                    .parse::<u64>()
+                    .map_err(|_| invalid(var, format!("{v:?} is not a whole number"))),
+            }
+        };
+        let positive = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            let n = number(var, default)?;
+            if n == 0 {
+                return Err(invalid(var, "must be greater than 0"));
+            }
+            Ok(n)
+        };
+
+        let database_url = match get("DATABASE_URL") {
+            None => DatabaseUrl::Sqlite("canopy.db".into()),
+            Some(raw) => DatabaseUrl::parse(&raw).map_err(|r| invalid("DATABASE_URL", r))?,
+        };
+        let redis_url = match get("REDIS_URL") {
+            None => None,
+            Some(raw) if raw.starts_with("redis://") || raw.starts_with("rediss://") => Some(raw),
+            Some(_) => {
+                return Err(invalid(
+                    "REDIS_URL",
+                    "must start with redis:// or rediss://",
+                ))
+            }
+        };
+        let host = match get("HOST") {
+            None => IpAddr::from([127, 0, 0, 1]),
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| invalid("HOST", format!("{raw:?} is not an IP address")))?,
+        };
+        let port = match get("PORT") {
+            None => 8080,
+            Some(raw) => raw
+                .parse::<u16>()
+                .map_err(|_| invalid("PORT", format!("{raw:?} is not a port number")))?,
+        };
+        let log_format = match get("LOG_FORMAT").as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(invalid(
+                    "LOG_FORMAT",
+                    format!("{other:?} is not text or json"),
+                ))
+            }
+        };
+        let allow_insecure = match get("CANOPY_ALLOW_INSECURE").as_deref() {
+            None | Some("0") | Some("false") => false,
+            Some("1") | Some("true") => true,
+            Some(other) => {
+                return Err(invalid(
+                    "CANOPY_ALLOW_INSECURE",
+                    format!("{other:?} is not 0 or 1"),
+                ))
+            }
+        };
+        let cors_origins = get("CORS_ORIGINS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(|o| o.trim().trim_end_matches('/').to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let default_workers = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+
+        let config = Config {
+            database_url,
+            database_pool_size: positive("DATABASE_POOL_SIZE", 10)? as u32,
+            redis_url,
+            redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_default(),
+            host,
+            port,
+            workers: positive("WORKERS", default_workers as u64)? as usize,
+            ws_queue_capacity: positive(
+                "WS_QUEUE_CAPACITY",
+                crate::realtime::hub::SESSION_QUEUE_CAP as u64,
+            )? as usize,
+            admin_token: get("ADMIN_TOKEN").map(AdminToken),
+            allow_insecure,
+            cors_origins,
+            secrets_encryption_key: get(secrets::KEY_VAR).map(KeyText::new),
+            secrets_encryption_key_previous: get(secrets::PREVIOUS_KEY_VAR).map(KeyText::new),
+            liveness_ttl: Duration::from_secs(positive("LIVENESS_TTL_SECONDS", 60)?),
+            liveness_sweep_interval: Duration::from_secs(positive(
+                "LIVENESS_SWEEP_INTERVAL_SECONDS",
+                15,
+            )?),
+            provision_timeout: Duration::from_secs(positive("PROVISION_TIMEOUT_SECONDS", 600)?),
+            activity_retention: Duration::from_secs(
+                positive("ACTIVITY_RETENTION_DAYS", 7)? * SECONDS_PER_DAY,
+            ),
+            activity_cleanup_interval: Duration::from_secs(
+                positive("ACTIVITY_CLEANUP_INTERVAL_HOURS", 6)? * SECONDS_PER_HOUR,
+            ),
+            live_events_retention: Duration::from_secs(positive(
+                "LIVE_EVENTS_RETENTION_SECONDS",
+                900,
+            )?),
+            instance_id: get("INSTANCE_ID").unwrap_or_else(|| {
+                let id = uuid::Uuid::new_v4().simple().to_string();
+                format!("canopy-{}", &id[..8])
+            }),
+            log_format,
+        };
+        config.check_exposure()?;
+        config.check_secrets_keys()?;
+        Ok(config)
+    }
+
+    /// An open server (no admin token) is allowed only on loopback, unless explicitly told.
+    fn check_exposure(&self) -> Result<(), ConfigError> {
+        if self.admin_token.is_none() && !self.host.is_loopback() && !self.allow_insecure {
+            return Err(invalid(
+                "ADMIN_TOKEN",
+                format!(
+                    "must be set to listen on {} (or set CANOPY_ALLOW_INSECURE=1 to serve it open)",
+                    self.host
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A master key that is set must be usable: a typo must not silently disable secrets.
+    fn check_secrets_keys(&self) -> Result<(), ConfigError> {
+        secrets::Secrets::from_config(self)
+            .map(|_| ())
+            .map_err(|e| match e {
+                CryptoError::InvalidMasterKey { name } if name == secrets::PREVIOUS_KEY_VAR => {
+                    invalid(secrets::PREVIOUS_KEY_VAR, "must be base64 of 32 bytes")
+                }
+                _ if self.secrets_encryption_key.is_none() => invalid(
+                    secrets::KEY_VAR,
+                    "must be set when SECRETS_ENCRYPTION_KEY_PREVIOUS is set",
+                ),
+                _ => invalid(
+                    secrets::KEY_VAR,
+                    "must be base64 of 32 bytes (generate one with `openssl rand -base64 32`)",
+                ),
+            })
+    }
+
+    pub fn mode(&self) -> &'static str {
+        if self.redis_url.is_some() {
+            "cluster"
+        } else {
+            "embedded"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.database_url, DatabaseUrl::Sqlite("canopy.db".into()));
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.liveness_ttl, Duration::from_secs(60));
+        assert_eq!(c.live_events_retention, Duration::from_secs(900));
+        assert!(c.redis_url.is_none());
+        assert_eq!(c.mode(), "embedded");
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let err = config(&[("PORT", "eighty")]).unwrap_err();
+        assert_eq!(err.var, "PORT");
+        assert_eq!(
+            config(&[("LIVENESS_TTL_SECONDS", "0")]).unwrap_err().var,
+            "LIVENESS_TTL_SECONDS"
+        );
+        assert_eq!(
+            config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().var,
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            config(&[("LOG_FORMAT", "xml")]).unwrap_err().var,
+            "LOG_FORMAT"
+        );
+        assert!(err.to_string().starts_with("invalid PORT"));
+    }
+
+    #[test]
+    fn public_bind_needs_a_token_or_explicit_insecure() {
+        assert_eq!(
+            config(&[("HOST", "0.0.0.0")]).unwrap_err().var,
+            "ADMIN_TOKEN"
+        );
+        assert!(config(&[("HOST", "0.0.0.0"), ("ADMIN_TOKEN", "t")]).is_ok());
+        assert!(config(&[("HOST", "0.0.0.0"), ("CANOPY_ALLOW_INSECURE", "1")]).is_ok());
+    }
+
+    #[test]
+    fn debug_output_does_not_show_the_admin_token() {
+        let c = config(&[("ADMIN_TOKEN", "hunter2-admin")]).unwrap();
+        assert_eq!(
+            c.admin_token.as_ref().map(AdminToken::expose),
+            Some("hunter2-admin")
+        );
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn cors_origins_are_trimmed() {
+        let c = config(&[("CORS_ORIGINS", " http://a.test/ , http://b.test ,")]).unwrap();
+        assert_eq!(c.cors_origins, vec!["http://a.test", "http://b.test"]);
+    }
+}

@@ -1,0 +1,244 @@
+//! Parse, don't validate: each type here can only hold a value the contract allows. Errors
+//! name the field, so a client can tell what to fix.
+
+use std::fmt;
+
+/// A request field that failed parsing: becomes a 400 `{"error": "<field>: <reason>"}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        FieldError {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.reason)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+/// Characters the reference platform refuses in names and roles (they break its YAML and
+/// markdown renderers downstream).
+const BANNED_CHARS: &[char] = &['{', '}', '[', ']', '|', '>', '*', '&', '!'];
+
+fn check_text(
+    field: &str,
+    value: &str,
+    max_bytes: usize,
+    ban_special: bool,
+) -> Result<(), FieldError> {
+    if value.len() > max_bytes {
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max_bytes} bytes"),
+        ));
+    }
+    if value.contains(['\n', '\r']) {
+        return Err(FieldError::new(field, "must not contain a newline"));
+    }
+    if ban_special {
+        if let Some(c) = value.chars().find(|c| BANNED_CHARS.contains(c)) {
+            return Err(FieldError::new(field, format!("must not contain '{c}'")));
+        }
+    }
+    Ok(())
+}
+
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr, $ban:expr, $allow_empty:expr) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $name {
+            pub const MAX_BYTES: usize = $max;
+
+            pub fn parse(raw: &str) -> Result<Self, FieldError> {
+                let value = raw.trim();
+                if !$allow_empty && value.is_empty() {
+                    return Err(FieldError::new($field, "is required"));
+                }
+                check_text($field, value, $max, $ban)?;
+                Ok($name(value.to_string()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+    };
+}
+
+text_type!(
+    /// A workspace's display name: required, at most 255 bytes, one line, no markup characters.
+    WorkspaceName, "name", 255, true, false
+);
+text_type!(
+    /// The org-chart role ("Marketing", "QA").
+    WorkspaceRole, "role", 1000, true, true
+);
+text_type!(
+    /// An AI model name.
+    ModelName, "model", 100, false, false
+);
+text_type!(
+    /// The agent runtime ("langgraph", "claude-code", …).
+    RuntimeName, "runtime", 100, false, true
+);
+
+/// Deployment tier, 1 to 4.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tier(i32);
+
+impl Tier {
+    pub const DEFAULT: Tier = Tier(3);
+
+    pub fn parse(raw: i64) -> Result<Self, FieldError> {
+        if (1..=4).contains(&raw) {
+            Ok(Tier(raw as i32))
+        } else {
+            Err(FieldError::new("tier", "must be an integer from 1 to 4"))
+        }
+    }
+
+    pub fn get(self) -> i32 {
+        self.0
+    }
+}
+
+/// A canvas coordinate: any finite number.
+pub fn parse_coordinate(field: &str, value: f64) -> Result<f64, FieldError> {
+    if value.is_finite() {
+        Ok(value)
+    } else {
+        Err(FieldError::new(field, "must be a finite number"))
+    }
+}
+
+/// Viewport zoom, in (0, 10].
+pub fn parse_zoom(value: f64) -> Result<f64, FieldError> {
+    if value.is_finite() && value > 0.0 && value <= 10.0 {
+        Ok(value)
+    } else {
+        Err(FieldError::new(
+            "zoom",
+            "must be greater than 0 and at most 10",
+        ))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ActivityType {
+    A2aSend,
+    A2aReceive,
+    TaskUpdate,
+    AgentLog,
+    SkillPromotion,
+    MemoryWrite,
+    Error,
+}
+
+impl ActivityType {
+    pub const ALL: [ActivityType; 7] = [
+        ActivityType::A2aSend,
+        ActivityType::A2aReceive,
+        ActivityType::TaskUpdate,
+        ActivityType::AgentLog,
+        ActivityType::SkillPromotion,
+        ActivityType::MemoryWrite,
+        ActivityType::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActivityType::A2aSend => "a2a_send",
+            ActivityType::A2aReceive => "a2a_receive",
+            ActivityType::TaskUpdate => "task_update",
+            ActivityType::AgentLog => "agent_log",
+            ActivityType::SkillPromotion => "skill_promotion",
+            ActivityType::MemoryWrite => "memory_write",
+            ActivityType::Error => "error",
+        }
+    }
+
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        ActivityType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == raw)
+            .ok_or_else(|| {
+                let allowed: Vec<&str> = ActivityType::ALL.iter().map(|t| t.as_str()).collect();
+                FieldError::new(field, format!("must be one of: {}", allowed.join(", ")))
+            })
+    }
+}
+
+/// Truncates to at most `max_bytes` without splitting a UTF-8 character.
+pub fn truncate_utf8(s: &str, max_bytes: usize) -> &str {
+    if s.len() <= max_bytes {
+        return s;
+    }
+    let mut end = max_bytes;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_bounded_and_plain() {
+        assert!(WorkspaceName::parse("Marketing team").is_ok());
+        assert_eq!(
+            WorkspaceName::parse("  ").unwrap_err().reason,
+            "is required"
+        );
+        assert!(WorkspaceName::parse(&"a".repeat(256)).is_err());
+        assert!(WorkspaceName::parse(&"a".repeat(255)).is_ok());
+        assert!(WorkspaceName::parse("two\nlines").is_err());
+        for bad in ["{x}", "a[1]", "a|b", "a>b", "a*", "a&b", "hey!"] {
+            assert!(WorkspaceName::parse(bad).is_err(), "{bad}");
+        }
+        assert!(WorkspaceRole::parse("").is_ok());
+        assert!(ModelName::parse("claude-sonnet-4|x").is_ok());
+    }
+
+    #[test]
+    fn zoom_and_tier_ranges() {
+        assert!(parse_zoom(0.0).is_err());
+        assert!(parse_zoom(10.0).is_ok());
+        assert!(parse_zoom(10.01).is_err());
+        assert!(parse_zoom(f64::NAN).is_err());
+        assert!(Tier::parse(0).is_err());
+        assert_eq!(Tier::parse(4).unwrap().get(), 4);
+    }
+
+    #[test]
+    fn activity_type_error_names_allowed_values() {
+        let err = ActivityType::parse("activity_type", "nope").unwrap_err();
+        assert!(err.reason.contains("a2a_send") && err.reason.contains("memory_write"));
+    }
+
+    #[test]
+    fn truncation_respects_utf8() {
+        assert_eq!(truncate_utf8("héllo", 2), "h");
+        assert_eq!(truncate_utf8("héllo", 3), "hé");
+        assert_eq!(truncate_utf8("abc", 10), "abc");
+    }
+}

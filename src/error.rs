@@ -1,0 +1,110 @@
+//! One error type for every failure a request can meet, mapped to a status and a JSON body
+//! `{"error": …}`. Anything unexpected is logged once, with its cause, and answered with a
+//! bland 500: internals never reach the body.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::domain::validation::FieldError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request body too large")]
+    PayloadTooLarge,
+    /// A status with a body of its own (409 confirmation_required, 410 with the last event).
+    #[error("{status}")]
+    WithBody {
+        status: StatusCode,
+        body: serde_json::Value,
+    },
+    #[error("moved to {0}")]
+    MovedPermanently(String),
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl AppError {
+    pub fn workspace_not_found() -> Self {
+        AppError::NotFound("workspace not found".into())
+    }
+
+    pub fn invalid_workspace_id() -> Self {
+        AppError::BadRequest("invalid workspace ID".into())
+    }
+}
+
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        AppError::BadRequest(e.to_string())
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_)
+            | StoreError::Batch {
+                unavailable: true, ..
+            } => AppError::Unavailable("database unavailable".into()),
+            other => AppError::Internal(other.into()),
+        }
+    }
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        AppError::from(StoreError::Query(e))
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            AppError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::WithBody { status, .. } => *status,
+            AppError::MovedPermanently(_) => StatusCode::MOVED_PERMANENTLY,
+            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        match self {
+            AppError::WithBody { body, .. } => HttpResponse::build(status).json(body),
+            AppError::MovedPermanently(location) => HttpResponse::build(status)
+                .insert_header(("Location", location.as_str()))
+                .json(json!({ "error": "workspace moved", "forwarded_to": location })),
+            AppError::Internal(cause) => {
+                tracing::error!(error = ?cause, "internal error");
+                HttpResponse::build(status).json(json!({ "error": "internal server error" }))
+            }
+            AppError::Unavailable(msg) => {
+                tracing::warn!(reason = %msg, "answering 503");
+                HttpResponse::build(status).json(json!({ "error": msg }))
+            }
+            other => HttpResponse::build(status).json(json!({ "error": other.to_string() })),
+        }
+    }
+}
+
+pub type AppResult<T> = Result<T, AppError>;

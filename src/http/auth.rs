@@ -1,0 +1,150 @@
+//! Who is calling: the admin (ADMIN_TOKEN), a workspace (its own token), or nobody.
+//!
+//! With ADMIN_TOKEN unset the server is open; config refuses that unless it listens on loopback
+//! (or is explicitly told it is insecure). Nothing here fails open on a database error: an
+//! error is an error.
+
+use actix_web::http::header;
+use actix_web::HttpRequest;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::store::{tokens, DbConnection};
+
+pub fn bearer(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))?
+        .trim();
+    (!token.is_empty()).then_some(token)
+}
+
+/// `?token=` — only for the WebSocket, where browsers cannot set headers.
+pub fn query_token(req: &HttpRequest) -> Option<String> {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .find(|(k, _)| k == "token")
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Equal-length-independent comparison over digests, so timing says nothing about the token.
+fn same_secret(a: &str, b: &str) -> bool {
+    let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    da.iter()
+        .zip(db.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+pub fn is_admin_token(state: &AppState, token: Option<&str>) -> bool {
+    match (&state.config.admin_token, token) {
+        (Some(expected), Some(given)) => same_secret(expected.expose(), given),
+        _ => false,
+    }
+}
+
+/// Whether the server runs without an admin token (loopback-only open mode).
+pub fn is_open(state: &AppState) -> bool {
+    state.config.admin_token.is_none()
+}
+
+pub fn require_admin(req: &HttpRequest, state: &AppState) -> AppResult<()> {
+    if is_open(state) || is_admin_token(state, bearer(req)) {
+        return Ok(());
+    }
+    Err(AppError::Unauthorized(
+        if bearer(req).is_some() {
+            "invalid admin token"
+        } else {
+            "admin token required"
+        }
+        .into(),
+    ))
+}
+
+/// Hex SHA-256 of a workspace token: the only form stored.
+pub fn hash_token(token: &str) -> String {
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    /// A workspace proven by its token.
+    Workspace(Uuid),
+    /// Open mode, or a workspace that holds no token yet, reached without credentials.
+    Anonymous,
+}
+
+/// What a "workspace or admin" call does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Reading (activity lists, peers): the canvas does this, and in open mode the canvas is
+    /// the admin.
+    Read,
+    /// Acting as the agent (heartbeat, activity, notify): needs the workspace's token once one
+    /// is issued, even in open mode.
+    Write,
+}
+
+/// What a request presents, read once from it so the token check can run inside the same
+/// blocking call as the work it guards.
+#[derive(Clone, Debug)]
+pub struct Credentials {
+    token: Option<String>,
+    admin: bool,
+    open: bool,
+}
+
+impl Credentials {
+    pub fn from_request(req: &HttpRequest, state: &AppState) -> Credentials {
+        let token = bearer(req).map(str::to_string);
+        Credentials {
+            admin: is_admin_token(state, token.as_deref()),
+            open: is_open(state),
+            token,
+        }
+    }
+}
+
+/// Authorizes a call on behalf of `workspace_id` ("workspace or admin" routes). A workspace
+/// that holds a live token needs that token (or the admin's) to be acted for; one that holds
+/// none is reachable by the admin, or by anyone while the server runs open.
+pub fn authorize_blocking(
+    conn: &mut DbConnection,
+    credentials: &Credentials,
+    workspace_id: Uuid,
+    access: Access,
+) -> AppResult<Caller> {
+    if credentials.admin {
+        return Ok(Caller::Admin);
+    }
+    let missing = || AppError::Unauthorized("missing workspace auth token".into());
+    match &credentials.token {
+        Some(token) => match tokens::workspace_of(conn, &hash_token(token))? {
+            Some(owner) if owner == workspace_id => Ok(Caller::Workspace(owner)),
+            _ => Err(AppError::Unauthorized(
+                "invalid workspace auth token".into(),
+            )),
+        },
+        None if credentials.open && access == Access::Read => Ok(Caller::Anonymous),
+        None if tokens::has_live_token(conn, workspace_id)? => Err(missing()),
+        None if credentials.open => Ok(Caller::Anonymous),
+        None => Err(missing()),
+    }
+}
+
+pub async fn authorize_workspace(
+    req: &HttpRequest,
+    state: &AppState,
+    workspace_id: Uuid,
+    access: Access,
+) -> AppResult<Caller> {
+    let credentials = Credentials::from_request(req, state);
+    state
+        .read(move |c| authorize_blocking(c, &credentials, workspace_id, access))
+        .await
+}

@@ -1,0 +1,60 @@
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::auth::require_admin;
+use super::workspace_id;
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::store::events as stream;
+
+pub const DEFAULT_EVENTS_LIMIT: i64 = 100;
+pub const MAX_EVENTS_LIMIT: i64 = 1000;
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    limit: Option<i64>,
+    before_seq: Option<i64>,
+}
+
+fn limit(query: &EventsQuery) -> AppResult<i64> {
+    match query.limit {
+        None => Ok(DEFAULT_EVENTS_LIMIT),
+        Some(n) if (1..=MAX_EVENTS_LIMIT).contains(&n) => Ok(n),
+        Some(_) => Err(AppError::BadRequest(format!(
+            "limit: must be from 1 to {MAX_EVENTS_LIMIT}"
+        ))),
+    }
+}
+
+async fn page(
+    state: &AppState,
+    workspace: Option<uuid::Uuid>,
+    query: &EventsQuery,
+) -> AppResult<HttpResponse> {
+    let (limit, before) = (limit(query)?, query.before_seq);
+    let events = state
+        .read(move |c| Ok(stream::structure_events_page(c, workspace, before, limit)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(events))
+}
+
+/// The permanent structural log, newest first.
+pub async fn list_all(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: web::Query<EventsQuery>,
+) -> AppResult<HttpResponse> {
+    require_admin(&req, &state)?;
+    page(&state, None, &query).await
+}
+
+pub async fn list_for_workspace(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<EventsQuery>,
+) -> AppResult<HttpResponse> {
+    require_admin(&req, &state)?;
+    let id = workspace_id(&path)?;
+    page(&state, Some(id), &query).await
+}

@@ -1,0 +1,321 @@
+//! The agent registry: register, heartbeat, update-card, discovery.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::auth::{
+    authorize_blocking, authorize_workspace, bearer, hash_token, is_admin_token, Access,
+    Credentials,
+};
+use super::body::Json;
+use super::workspace_id;
+use crate::app::AppState;
+use crate::commands::registry::{self as commands, Heartbeat, HeartbeatOutcome, Register};
+use crate::domain::ids::parse_uuid;
+use crate::domain::validation::FieldError;
+use crate::error::{AppError, AppResult};
+use crate::store::tokens;
+use crate::store::workspaces::{self as ws, HeartbeatColumns};
+
+/// Longest `sample_error` / `current_task` kept from a heartbeat.
+const HEARTBEAT_TEXT_MAX_BYTES: usize = 4096;
+
+fn body_uuid(field: &str, raw: Option<&str>) -> Result<Uuid, FieldError> {
+    raw.and_then(parse_uuid)
+        .ok_or_else(|| FieldError::new(field, "must be a workspace UUID"))
+}
+
+/// 404 for an unknown workspace and 410 for a removed one, before any token check: a removed
+/// workspace's tokens are revoked, and its agent must learn it is gone, not that it is
+/// unauthorized.
+async fn require_agent_workspace(state: &AppState, id: Uuid) -> AppResult<()> {
+    state
+        .read(move |c| commands::agent_workspace(c, id).map(|_| ()))
+        .await
+}
+
+#[derive(Deserialize)]
+pub struct RegisterBody {
+    id: Option<String>,
+    url: Option<String>,
+    agent_card: Option<Value>,
+}
+
+fn parse_agent_url(raw: Option<&str>) -> Result<String, FieldError> {
+    let invalid = || FieldError::new("url", "must be an http or https URL");
+    let raw = raw
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(invalid)?;
+    let url = url::Url::parse(raw).map_err(|_| invalid())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(invalid());
+    }
+    Ok(raw.to_string())
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn register(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Json(body): Json<RegisterBody>,
+) -> AppResult<HttpResponse> {
+    let id = body_uuid("id", body.id.as_deref())?;
+    let url = parse_agent_url(body.url.as_deref())?;
+    let agent_card = body.agent_card.unwrap_or_else(|| json!({}));
+    require_agent_workspace(&state, id).await?;
+
+    // A token, when given, must be the admin's or this workspace's own.
+    let authenticated = match bearer(&req) {
+        None => false,
+        Some(token) if is_admin_token(&state, Some(token)) => true,
+        Some(token) => {
+            let hash = hash_token(token);
+            let owner = state
+                .read(move |c| Ok(tokens::workspace_of(c, &hash)?))
+                .await?;
+            if owner != Some(id) {
+                return Err(AppError::Unauthorized(
+                    "invalid workspace auth token".into(),
+                ));
+            }
+            true
+        }
+    };
+    let input = Register {
+        id,
+        url: url.clone(),
+        agent_card,
+        authenticated,
+    };
+    let token = state
+        .execute(move |tx| commands::register(tx, input))
+        .await?;
+    state.liveness.arm(id, state.config.liveness_ttl).await;
+    state.liveness.cache_url(id, &url).await;
+    tracing::info!(workspace_id = %id, issued_token = token.is_some(), "agent registered");
+    let mut answer = json!({ "status": "registered" });
+    if let Some(token) = token {
+        answer["auth_token"] = json!(token);
+    }
+    Ok(HttpResponse::Ok().json(answer))
+}
+
+#[derive(Deserialize)]
+pub struct HeartbeatBody {
+    workspace_id: Option<String>,
+    error_rate: Option<f64>,
+    sample_error: Option<String>,
+    active_tasks: Option<i64>,
+    uptime_seconds: Option<i64>,
+    current_task: Option<String>,
+}
+
+fn bounded_text(field: &str, value: Option<String>) -> Result<String, FieldError> {
+    let value = value.unwrap_or_default();
+    if value.len() > HEARTBEAT_TEXT_MAX_BYTES {
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {HEARTBEAT_TEXT_MAX_BYTES} bytes"),
+        ));
+    }
+    Ok(value)
+}
+
+impl TryFrom<HeartbeatBody> for Heartbeat {
+    type Error = FieldError;
+
+    fn try_from(body: HeartbeatBody) -> Result<Self, FieldError> {
+        let error_rate = body.error_rate.unwrap_or(0.0);
+        if !(0.0..=1.0).contains(&error_rate) {
+            return Err(FieldError::new(
+                "error_rate",
+                "must be a number from 0 to 1",
+            ));
+        }
+        let active_tasks = body.active_tasks.unwrap_or(0);
+        let active_tasks = i32::try_from(active_tasks)
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| FieldError::new("active_tasks", "must be a non-negative integer"))?;
+        let uptime_seconds = body.uptime_seconds.unwrap_or(0);
+        if uptime_seconds < 0 {
+            return Err(FieldError::new(
+                "uptime_seconds",
+                "must be a non-negative integer",
+            ));
+        }
+        Ok(Heartbeat {
+            workspace_id: body_uuid("workspace_id", body.workspace_id.as_deref())?,
+            columns: HeartbeatColumns {
+                error_rate,
+                sample_error: bounded_text("sample_error", body.sample_error)?,
+                active_tasks,
+                uptime_seconds,
+                current_task: bounded_text("current_task", body.current_task)?,
+            },
+        })
+    }
+}
+
+pub async fn heartbeat(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Json(body): Json<HeartbeatBody>,
+) -> AppResult<HttpResponse> {
+    let beat = Heartbeat::try_from(body)?;
+    let id = beat.workspace_id;
+    let credentials = Credentials::from_request(&req, &state);
+    let beat = std::sync::Arc::new(beat);
+    let quiet_beat = std::sync::Arc::clone(&beat);
+    // One trip to the blocking pool. The common case — an authorized agent whose status and
+    // task do not change — is the token lookup plus one guarded UPDATE. Otherwise: 404/410
+    // before 401 (a removed workspace's token is revoked, and its agent must learn it is
+    // gone), then the status machine.
+    let outcome = state
+        .read(move |c| {
+            let authorized = authorize_blocking(c, &credentials, id, Access::Write);
+            if authorized.is_ok() && commands::heartbeat_fast(c, &quiet_beat)? {
+                return Ok(HeartbeatOutcome::Quiet);
+            }
+            let row = commands::agent_workspace(c, id)?;
+            authorized?;
+            commands::heartbeat_quiet(c, &row, &quiet_beat)
+        })
+        .await?;
+    if let HeartbeatOutcome::NeedsEvents = outcome {
+        state
+            .execute(move |tx| commands::heartbeat_with_events(tx, &beat))
+            .await?;
+    }
+    state.liveness.arm(id, state.config.liveness_ttl).await;
+    Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
+}
+
+#[derive(Deserialize)]
+pub struct UpdateCardBody {
+    workspace_id: Option<String>,
+    agent_card: Option<Value>,
+}
+
+pub async fn update_card(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Json(body): Json<UpdateCardBody>,
+) -> AppResult<HttpResponse> {
+    let id = body_uuid("workspace_id", body.workspace_id.as_deref())?;
+    let card = body
+        .agent_card
+        .filter(|c| !c.is_null())
+        .ok_or_else(|| FieldError::new("agent_card", "is required"))?;
+    require_agent_workspace(&state, id).await?;
+    authorize_workspace(&req, &state, id, Access::Write).await?;
+    state
+        .execute(move |tx| commands::update_card(tx, id, card))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "updated" })))
+}
+
+pub async fn discover(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let caller = req
+        .headers()
+        .get("X-Workspace-ID")
+        .ok_or_else(|| AppError::BadRequest("X-Workspace-ID header is required".into()))?
+        .to_str()
+        .ok()
+        .and_then(parse_uuid)
+        .ok_or_else(AppError::invalid_workspace_id)?;
+    let target = workspace_id(&path)?;
+    authorize_workspace(&req, &state, caller, Access::Write).await?;
+    let (allowed, found) = state
+        .read(move |c| {
+            Ok((
+                ws::parent_map(c)?.can_communicate(caller, target),
+                ws::find_live_row(c, target)?,
+            ))
+        })
+        .await?;
+    let target_row = found.ok_or_else(AppError::workspace_not_found)?;
+    if !allowed {
+        return Err(AppError::Forbidden("workspaces cannot communicate".into()));
+    }
+    Ok(HttpResponse::Ok().json(
+        json!({ "id": target, "url": target_row.url.unwrap_or_default(), "name": target_row.name }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct PeersQuery {
+    q: Option<String>,
+}
+
+pub async fn peers(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: web::Query<PeersQuery>,
+) -> AppResult<HttpResponse> {
+    let id = workspace_id(&path)?;
+    authorize_workspace(&req, &state, id, Access::Read).await?;
+    let needle = query
+        .q
+        .as_deref()
+        .map(str::trim)
+        .filter(|q| !q.is_empty())
+        .map(str::to_lowercase);
+    let peers = state
+        .read(move |c| {
+            if ws::find_live_row(c, id)?.is_none() {
+                return Err(AppError::workspace_not_found());
+            }
+            let map = ws::parent_map(c)?;
+            let parent = map.parent_of(id);
+            let all = ws::list_live(c)?;
+            // Siblings, then children, then the parent (list_live is oldest first).
+            let siblings = all
+                .iter()
+                .filter(|w| w.id != id && w.parent_id == parent)
+                .map(|w| w.id);
+            let children = all.iter().filter(|w| w.parent_id == Some(id)).map(|w| w.id);
+            let order: Vec<Uuid> = siblings.chain(children).chain(parent).collect();
+            Ok::<_, AppError>(ws::find_many(c, &order)?)
+        })
+        .await?;
+    let peers: Vec<_> = peers
+        .into_iter()
+        .filter(|w| match &needle {
+            None => true,
+            Some(q) => {
+                w.name.to_lowercase().contains(q)
+                    || w.role
+                        .as_deref()
+                        .is_some_and(|r| r.to_lowercase().contains(q))
+            }
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(peers))
+}
+
+#[derive(Deserialize)]
+pub struct CheckAccessBody {
+    caller_id: Option<String>,
+    target_id: Option<String>,
+}
+
+pub async fn check_access(
+    state: web::Data<AppState>,
+    Json(body): Json<CheckAccessBody>,
+) -> AppResult<HttpResponse> {
+    let caller = body_uuid("caller_id", body.caller_id.as_deref())?;
+    let target = body_uuid("target_id", body.target_id.as_deref())?;
+    let allowed = state
+        .read(move |c| Ok(ws::parent_map(c)?.can_communicate(caller, target)))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "allowed": allowed })))
+}

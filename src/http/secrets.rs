@@ -1,0 +1,245 @@
+//! Secrets: `/workspaces/:id/secrets` (workspace or admin) and `/settings/secrets` (admin).
+//!
+//! Values go in and are sealed before they reach the store; they never come out of the API.
+//! Only ids and key names are logged.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::auth::{authorize_workspace, require_admin, Access};
+use super::body::Json;
+use super::workspace_id;
+use crate::app::AppState;
+use crate::commands::workspaces::require_live;
+use crate::domain::validation::FieldError;
+use crate::error::{AppError, AppResult};
+use crate::secrets::{
+    global_listing, merged_listing, parse_value, seal, SecretBinding, SecretKey, SecretValue,
+};
+use crate::store::{secrets as store, workspaces, StoreError};
+
+/// The body of a secret write: `{"key","value"}`, or `{"value"}` under `/…/secrets/:key`.
+///
+/// Read from a JSON value by hand rather than derived: serde's type errors quote the input
+/// (``invalid type: integer `1234` ``), and that input may be the secret. No `Debug` either.
+struct SecretBody {
+    key: Option<String>,
+    value: Option<String>,
+}
+
+impl SecretBody {
+    fn from_json(body: Value) -> AppResult<SecretBody> {
+        let Value::Object(mut fields) = body else {
+            return Err(AppError::BadRequest(
+                "request body must be a JSON object".into(),
+            ));
+        };
+        let mut text = |name: &str| match fields.remove(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(_) => Err(FieldError::new(name, "must be a string")),
+        };
+        Ok(SecretBody {
+            key: text("key")?,
+            value: text("value")?,
+        })
+    }
+
+    /// For the collection routes: the key comes from the body.
+    fn parse(self) -> Result<(SecretKey, SecretValue), FieldError> {
+        let key = SecretKey::parse(self.key.as_deref().unwrap_or_default())?;
+        Ok((key, parse_value(self.value)?))
+    }
+
+    /// For `/…/secrets/:key`: the key comes from the path; one in the body must match it.
+    fn parse_for(self, path_key: &str) -> Result<(SecretKey, SecretValue), FieldError> {
+        let key = SecretKey::parse(path_key)?;
+        if self.key.as_deref().is_some_and(|k| k != key.as_str()) {
+            return Err(FieldError::new("key", "does not match the key in the path"));
+        }
+        Ok((key, parse_value(self.value)?))
+    }
+}
+
+fn secret_not_found() -> AppError {
+    AppError::NotFound("secret not found".into())
+}
+
+fn saved(key: &SecretKey) -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "saved", "key": key.as_str() }))
+}
+
+fn deleted() -> HttpResponse {
+    HttpResponse::Ok().json(json!({ "status": "deleted" }))
+}
+
+// --- Workspace secrets ---
+
+#[tracing::instrument(skip_all, fields(workspace_id = %path))]
+pub async fn list_workspace(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    let id = workspace_id(&path)?;
+    authorize_workspace(&req, &state, id, Access::Read).await?;
+    let (own, globals) = state
+        .read(move |c| {
+            if workspaces::find_live_row(c, id)?.is_none() {
+                return Err(AppError::workspace_not_found());
+            }
+            Ok((store::list_workspace(c, id)?, store::list_global(c)?))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(merged_listing(own, globals)))
+}
+
+#[tracing::instrument(skip_all, fields(workspace_id = %path))]
+pub async fn put_workspace(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    Json(body): Json<Value>,
+) -> AppResult<HttpResponse> {
+    let id = workspace_id(&path)?;
+    authorize_workspace(&req, &state, id, Access::Write).await?;
+    let (key, value) = SecretBody::from_json(body)?.parse()?;
+    save_workspace(&state, id, key, value).await
+}
+
+#[tracing::instrument(skip_all, fields(workspace_id = %path.0))]
+pub async fn put_workspace_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    Json(body): Json<Value>,
+) -> AppResult<HttpResponse> {
+    let id = workspace_id(&path.0)?;
+    authorize_workspace(&req, &state, id, Access::Write).await?;
+    let (key, value) = SecretBody::from_json(body)?.parse_for(&path.1)?;
+    save_workspace(&state, id, key, value).await
+}
+
+async fn save_workspace(
+    state: &AppState,
+    id: Uuid,
+    key: SecretKey,
+    value: SecretValue,
+) -> AppResult<HttpResponse> {
+    let keyring = state.secrets.require_keyring()?;
+    let binding = SecretBinding::workspace(id.to_string(), key.as_str());
+    let sealed = seal(&keyring.current, &binding, value.expose());
+    drop(value);
+    let name = key.clone();
+    state
+        .execute(move |tx| {
+            require_live(tx, id)?;
+            store::upsert_workspace(tx.conn(), id, name.as_str(), &sealed, Utc::now())?;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(workspace_id = %id, key = key.as_str(), key_id = keyring.current.key_id(), "secret saved");
+    Ok(saved(&key))
+}
+
+#[tracing::instrument(skip_all, fields(workspace_id = %path.0))]
+pub async fn delete_workspace(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+) -> AppResult<HttpResponse> {
+    let id = workspace_id(&path.0)?;
+    authorize_workspace(&req, &state, id, Access::Write).await?;
+    let key = SecretKey::parse(&path.1)?;
+    let name = key.clone();
+    state
+        .execute(move |tx| {
+            require_live(tx, id)?;
+            if !store::delete_workspace(tx.conn(), id, name.as_str())? {
+                return Err(secret_not_found());
+            }
+            Ok(())
+        })
+        .await?;
+    tracing::info!(workspace_id = %id, key = key.as_str(), "secret deleted");
+    Ok(deleted())
+}
+
+// --- Global secrets ---
+
+pub async fn list_global(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
+    require_admin(&req, &state)?;
+    let globals = state
+        .read(|c| Ok(store::list_global(c).map_err(StoreError::from)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(global_listing(globals)))
+}
+
+pub async fn put_global(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    Json(body): Json<Value>,
+) -> AppResult<HttpResponse> {
+    require_admin(&req, &state)?;
+    let (key, value) = SecretBody::from_json(body)?.parse()?;
+    save_global(&state, key, value).await
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn put_global_key(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    Json(body): Json<Value>,
+) -> AppResult<HttpResponse> {
+    require_admin(&req, &state)?;
+    let (key, value) = SecretBody::from_json(body)?.parse_for(&path)?;
+    save_global(&state, key, value).await
+}
+
+async fn save_global(
+    state: &AppState,
+    key: SecretKey,
+    value: SecretValue,
+) -> AppResult<HttpResponse> {
+    let keyring = state.secrets.require_keyring()?;
+    let binding = SecretBinding::global(key.as_str());
+    let sealed = seal(&keyring.current, &binding, value.expose());
+    drop(value);
+    let name = key.clone();
+    state
+        .execute(move |tx| {
+            store::upsert_global(tx.conn(), name.as_str(), &sealed, Utc::now())?;
+            Ok(())
+        })
+        .await?;
+    tracing::info!(
+        key = key.as_str(),
+        key_id = keyring.current.key_id(),
+        "global secret saved"
+    );
+    Ok(saved(&key))
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn delete_global(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+) -> AppResult<HttpResponse> {
+    require_admin(&req, &state)?;
+    let key = SecretKey::parse(&path)?;
+    let name = key.clone();
+    state
+        .execute(move |tx| {
+            if !store::delete_global(tx.conn(), name.as_str())? {
+                return Err(secret_not_found());
+            }
+            Ok(())
+        })
+        .await?;
+    tracing::info!(key = key.as_str(), "global secret deleted");
+    Ok(deleted())
+}

@@ -1,0 +1,90 @@
+//! `GET /ws`: upgrade, authorize, and hand the socket to its own session task.
+
+use std::sync::Arc;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+
+use super::auth::{authorize_workspace, bearer, is_admin_token, is_open, query_token, Access};
+use crate::app::AppState;
+use crate::error::{AppError, AppResult};
+use crate::realtime::session::{self, Resume, SessionContext};
+use crate::realtime::Subscriber;
+
+#[derive(Deserialize)]
+pub struct WsQuery {
+    since: Option<i64>,
+    epoch: Option<String>,
+}
+
+pub async fn connect(
+    req: HttpRequest,
+    body: web::Payload,
+    state: web::Data<AppState>,
+    query: web::Query<WsQuery>,
+) -> AppResult<HttpResponse> {
+    check_origin(&req, &state)?;
+    let subscriber = match req.headers().get("X-Workspace-ID") {
+        Some(raw) => {
+            let id = raw
+                .to_str()
+                .ok()
+                .and_then(crate::domain::ids::parse_uuid)
+                .ok_or_else(AppError::invalid_workspace_id)?;
+            let exists = state
+                .read(move |c| Ok(crate::store::workspaces::find_live_row(c, id)?.is_some()))
+                .await?;
+            if !exists {
+                return Err(AppError::workspace_not_found());
+            }
+            authorize_workspace(&req, &state, id, Access::Write).await?;
+            Subscriber::Workspace(id)
+        }
+        None => {
+            let token = bearer(&req)
+                .map(str::to_string)
+                .or_else(|| query_token(&req));
+            if !is_open(&state) && !is_admin_token(&state, token.as_deref()) {
+                return Err(AppError::Unauthorized("admin token required".into()));
+            }
+            Subscriber::Canvas
+        }
+    };
+    let resume = query.since.map(|since| Resume {
+        since,
+        epoch: query.epoch.clone(),
+    });
+
+    let (response, socket, stream) = actix_ws::handle(&req, body)
+        .map_err(|e| AppError::BadRequest(format!("websocket handshake failed: {e}")))?;
+    let ctx = Arc::new(SessionContext {
+        hub: Arc::clone(&state.hub),
+        store: state.store.clone(),
+        instance_id: state.config.instance_id.clone(),
+        epoch: state.epoch.clone(),
+    });
+    // The message stream is !Send: the session lives on the worker that accepted it.
+    actix_web::rt::spawn(session::run(ctx, subscriber, resume, socket, stream));
+    Ok(response)
+}
+
+/// Browsers send `Origin`; it must be the server itself or one of CORS_ORIGINS. Non-browser
+/// clients send none.
+fn check_origin(req: &HttpRequest, state: &AppState) -> AppResult<()> {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
+        return Ok(());
+    };
+    let origin = origin.trim_end_matches('/');
+    if state.config.cors_origins.iter().any(|o| o == origin)
+        || super::is_same_origin(origin, req.head())
+    {
+        Ok(())
+    } else {
+        Err(AppError::Forbidden("origin not allowed".into()))
+    }
+}

@@ -1,0 +1,294 @@
+//! The Hub: per instance, session id → bounded queue + subscriber filter. Each event is
+//! serialized once and the same bytes go to every session that may see it. A session whose
+//! queue is full is closed as a slow consumer (it reconnects with `since` and loses nothing);
+//! nothing is dropped silently.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::frame::Frame;
+use crate::domain::events::EventKind;
+use crate::domain::hierarchy::ParentMap;
+use crate::store::LiveEvent;
+
+/// Frames a session may have queued before it counts as a slow consumer.
+pub const SESSION_QUEUE_CAP: usize = 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subscriber {
+    /// A browser canvas: sees every event.
+    Canvas,
+    /// An agent's socket: sees events about workspaces it can communicate with.
+    Workspace(Uuid),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    /// Its queue filled up (close code 4008).
+    SlowConsumer,
+    /// The server is shutting down (close code 1001).
+    GoingAway,
+}
+
+struct SessionEntry {
+    queue: mpsc::Sender<Arc<Frame>>,
+    subscriber: Subscriber,
+    kill: Option<oneshot::Sender<CloseReason>>,
+}
+
+struct Inner {
+    sessions: HashMap<u64, SessionEntry>,
+    parents: ParentMap,
+    /// The newest seq fanned out. A session registered now gets every event after it through
+    /// its queue, so a resume replays `(since, delivered]` from the database and nothing else.
+    delivered: i64,
+}
+
+pub struct Hub {
+    inner: Mutex<Inner>,
+    next_id: AtomicU64,
+    queue_capacity: usize,
+}
+
+/// A session's place in the hub; unregisters itself when dropped.
+pub struct Registration {
+    pub id: u64,
+    /// The newest seq delivered before this session joined.
+    pub delivered: i64,
+    pub frames: mpsc::Receiver<Arc<Frame>>,
+    pub kill: oneshot::Receiver<CloseReason>,
+    hub: Arc<Hub>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if self.hub.lock().sessions.remove(&self.id).is_some() {
+            metrics::gauge!("canopy_ws_sessions_open").decrement(1.0);
+        }
+    }
+}
+
+impl Hub {
+    pub fn new(parents: ParentMap, delivered: i64) -> Arc<Hub> {
+        Hub::with_capacity(parents, delivered, SESSION_QUEUE_CAP)
+    }
+
+    pub fn with_capacity(parents: ParentMap, delivered: i64, queue_capacity: usize) -> Arc<Hub> {
+        Arc::new(Hub {
+            inner: Mutex::new(Inner {
+                sessions: HashMap::new(),
+                parents,
+                delivered,
+            }),
+            next_id: AtomicU64::new(1),
+            queue_capacity,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock cannot leave the map half-updated in a way that
+        // matters more than stopping delivery would.
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn register(self: &Arc<Self>, subscriber: Subscriber) -> Registration {
+        let (queue, frames) = mpsc::channel(self.queue_capacity);
+        let (kill_tx, kill) = oneshot::channel();
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut inner = self.lock();
+        inner.sessions.insert(
+            id,
+            SessionEntry {
+                queue,
+                subscriber,
+                kill: Some(kill_tx),
+            },
+        );
+        metrics::gauge!("canopy_ws_sessions_open").increment(1.0);
+        Registration {
+            id,
+            delivered: inner.delivered,
+            frames,
+            kill,
+            hub: Arc::clone(self),
+        }
+    }
+
+    pub fn delivered(&self) -> i64 {
+        self.lock().delivered
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.lock().sessions.len()
+    }
+
+    /// Whether an event should reach a subscriber.
+    pub fn may_see(&self, subscriber: Subscriber, event: &LiveEvent) -> bool {
+        visible(&self.lock().parents, subscriber, event)
+    }
+
+    /// Fans one relayed event out. Called by the Relay only, in seq order.
+    pub fn deliver(&self, event: &LiveEvent) {
+        let frame = Arc::new(Frame::event(event));
+        let kind = EventKind::parse(&event.event_type);
+        let mut inner = self.lock();
+        if let (Some(kind), Some(ws)) = (kind, event.workspace_id) {
+            track_hierarchy_before(&mut inner.parents, kind, ws, &event.payload);
+        }
+        let Inner {
+            sessions,
+            parents,
+            delivered,
+        } = &mut *inner;
+        let mut sent = 0u64;
+        for entry in sessions.values_mut() {
+            if entry.kill.is_none() || !visible(parents, entry.subscriber, event) {
+                continue;
+            }
+            match entry.queue.try_send(Arc::clone(&frame)) {
+                Ok(()) => sent += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    metrics::counter!("canopy_ws_slow_consumer_closes_total").increment(1);
+                    if let Some(kill) = entry.kill.take() {
+                        let _ = kill.send(CloseReason::SlowConsumer);
+                    }
+                }
+                // The session is ending; its registration drop removes the entry.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        if let (Some(EventKind::WorkspaceRemoved), Some(ws)) = (kind, event.workspace_id) {
+            parents.remove(ws);
+        }
+        *delivered = event.seq;
+        metrics::counter!("canopy_ws_frames_queued_total").increment(sent);
+    }
+
+    /// Tells every session to reload (the relay could not recover a stretch of the stream).
+    pub fn resync_all(&self, reason: &str, delivered: i64) {
+        let frame = Arc::new(Frame::resync_required(reason));
+        let mut inner = self.lock();
+        inner.delivered = delivered;
+        for entry in inner.sessions.values_mut() {
+            metrics::counter!("canopy_ws_resyncs_total").increment(1);
+            if entry.queue.try_send(Arc::clone(&frame)).is_err() {
+                if let Some(kill) = entry.kill.take() {
+                    let _ = kill.send(CloseReason::SlowConsumer);
+                }
+            }
+        }
+    }
+
+    /// Closes every session (graceful shutdown): clients reconnect elsewhere with `since`.
+    pub fn close_all(&self, reason: CloseReason) {
+        let mut inner = self.lock();
+        for entry in inner.sessions.values_mut() {
+            if let Some(kill) = entry.kill.take() {
+                let _ = kill.send(reason);
+            }
+        }
+    }
+}
+
+fn visible(parents: &ParentMap, subscriber: Subscriber, event: &LiveEvent) -> bool {
+    match (subscriber, event.workspace_id) {
+        (Subscriber::Canvas, _) | (_, None) => true,
+        (Subscriber::Workspace(me), Some(about)) => parents.can_communicate(me, about),
+    }
+}
+
+/// Keeps the in-memory hierarchy current from the stream itself, so filtering never queries
+/// the database. Applied before fan-out: a workspace that was just created or moved is judged
+/// by its new place.
+fn track_hierarchy_before(
+    parents: &mut ParentMap,
+    kind: EventKind,
+    ws: Uuid,
+    payload: &serde_json::Value,
+) {
+    let parent_field = |name: &str| {
+        payload
+            .get(name)
+            .and_then(|v| v.as_str())
+            .and_then(|s| Uuid::parse_str(s).ok())
+    };
+    match kind {
+        EventKind::WorkspaceProvisioning
+            if payload.get("parent_id").is_some() || !parents.contains(ws) =>
+        {
+            parents.insert(ws, parent_field("parent_id"))
+        }
+        EventKind::WorkspaceMoved => parents.insert(ws, parent_field("new_parent_id")),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use serde_json::json;
+
+    fn event(seq: i64, kind: EventKind, ws: Uuid, payload: serde_json::Value) -> LiveEvent {
+        LiveEvent {
+            seq,
+            id: Uuid::new_v4(),
+            event_type: kind.as_str().into(),
+            workspace_id: Some(ws),
+            payload,
+            created_at: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn full_queue_closes_the_session_instead_of_dropping() {
+        let hub = Hub::with_capacity(ParentMap::new(), 0, 2);
+        let mut slow = hub.register(Subscriber::Canvas);
+        let mut fast = hub.register(Subscriber::Canvas);
+        let ws = Uuid::new_v4();
+        for seq in 1..=3 {
+            hub.deliver(&event(seq, EventKind::TaskUpdated, ws, json!({})));
+            assert_eq!(fast.frames.recv().await.unwrap().seq, Some(seq));
+        }
+        assert_eq!(slow.kill.try_recv().unwrap(), CloseReason::SlowConsumer);
+        assert_eq!(hub.delivered(), 3);
+    }
+
+    #[tokio::test]
+    async fn workspace_subscribers_see_only_reachable_workspaces() {
+        let (team_a, team_b, a1) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let root = Uuid::new_v4();
+        let parents = ParentMap::from_pairs([
+            (root, None),
+            (team_a, Some(root)),
+            (team_b, Some(root)),
+            (a1, Some(team_a)),
+        ]);
+        let hub = Hub::new(parents, 0);
+        let mut agent = hub.register(Subscriber::Workspace(a1));
+        let b1 = Uuid::new_v4();
+        hub.deliver(&event(
+            1,
+            EventKind::WorkspaceProvisioning,
+            b1,
+            json!({"parent_id": team_b}),
+        ));
+        hub.deliver(&event(2, EventKind::TaskUpdated, b1, json!({})));
+        assert!(agent.frames.try_recv().is_err(), "b1 is in another team");
+        hub.deliver(&event(
+            3,
+            EventKind::WorkspaceMoved,
+            b1,
+            json!({"old_parent_id": team_b, "new_parent_id": team_a}),
+        ));
+        assert_eq!(agent.frames.try_recv().unwrap().seq, Some(3));
+        hub.deliver(&event(4, EventKind::TaskUpdated, b1, json!({})));
+        assert_eq!(agent.frames.try_recv().unwrap().seq, Some(4));
+    }
+}

@@ -1,0 +1,8 @@
+//! Real-time delivery: the Hub fans relayed events out to this instance's sockets; each
+//! Session owns one socket.
+
+pub mod frame;
+pub mod hub;
+pub mod session;
+
+pub use hub::{CloseReason, Hub, Subscriber};

@@ -1,0 +1,67 @@
+//! CI smoke version of the benchmark (issue 8): ~100 canvas sockets for a few seconds at a
+//! modest rate of drags, heartbeats and activity posts, through the same library call as
+//! `canopy-bench`.
+//! Fails on any lost, duplicated or out-of-order event, or any socket closed under it. On
+//! PostgreSQL + Redis it runs two instances sharing the database and key prefix, so events
+//! cross the Redis backplane.
+
+use std::time::Duration;
+
+use canopy::bench::{self, BenchConfig};
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_smoke_loses_nothing() {
+    let db = TestDb::new();
+    let cluster = db.is_postgres() && redis_url().is_some();
+    let options = TestOptions {
+        redis_prefix: Some(format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ..TestOptions::default()
+    };
+    let first = spawn_on(&db, options.clone()).await;
+    let second = if cluster {
+        Some(spawn_on(&db, options).await)
+    } else {
+        None
+    };
+    let mut urls = vec![first.address.clone()];
+    urls.extend(second.iter().map(|app| app.address.clone()));
+
+    let mut config = BenchConfig::new(urls);
+    config.clients = 100;
+    config.rate = 40.0;
+    config.duration = Duration::from_secs(4);
+    config.workspaces = 10;
+    config.agents = 5;
+    config.mix = "drag=70,heartbeat=15,activity=15".parse().unwrap();
+    config.admin_token = first.admin_token.clone();
+    config.pids = vec![std::process::id()];
+    let report = bench::run(config).await.expect("the benchmark runs");
+    let json = report.to_json();
+    eprintln!("{json}");
+
+    assert!(report.stream_intact(), "stream not intact: {json}");
+    assert_eq!(report.error_count(), 0, "requests failed: {json}");
+    assert_eq!(report.connected, 100, "{json}");
+    assert_eq!(
+        (report.lost, report.duplicated, report.out_of_order),
+        (0, 0, 0),
+        "{json}"
+    );
+    // ~160 requests; every drag and activity post reached every socket, each matched to its
+    // request.
+    assert!(report.committed() >= 100, "{json}");
+    assert!(report.kind("heartbeat").unwrap().committed > 0, "{json}");
+    assert!(report.deliveries > 0, "{json}");
+    let latency = report.latency.as_ref().expect("latency was measured");
+    let correlated =
+        report.kind("drag").unwrap().committed + report.kind("activity").unwrap().committed;
+    assert_eq!(latency.samples, 100 * correlated, "{json}");
+    assert!(report.final_seq > 0, "{json}");
+
+    first.stop().await;
+    if let Some(second) = second {
+        second.stop().await;
+    }
+}
