@@ -258,6 +258,27 @@ impl TestApp {
             .collect()
     }
 
+    /// Waits until this instance's hub has delivered everything committed so far. A socket's
+    /// CONNECTED seq is what the hub has delivered, and the relay publishes after commit, so
+    /// a test that asserts an exact seq must let the stream settle before it connects.
+    pub async fn settle(&self) {
+        let store = self.state.store.clone();
+        let head = store
+            .run(|c| canopy::store::events::stream_head(c).map_err(canopy::store::StoreError::from))
+            .await
+            .unwrap()
+            .last_seq;
+        let hub = self.state.hub.clone();
+        assert!(
+            eventually(Duration::from_secs(5), || {
+                let hub = hub.clone();
+                async move { hub.delivered() >= head }
+            })
+            .await,
+            "the hub delivers seq {head} within 5 s"
+        );
+    }
+
     pub async fn structure_event_types(&self) -> Vec<String> {
         let (status, events) = self.get("/events?limit=1000").await;
         assert_eq!(status, 200);

@@ -26,6 +26,7 @@ fn assert_consecutive(seqs: &[i64]) {
 async fn connected_comes_first_then_events_with_seq() {
     let (app, _db) = spawn_app().await;
     let id = app.create_workspace("Dragged", None).await;
+    app.settle().await;
     let mut canvas = app.ws("").await;
     let connected = canvas.next_json().await;
     assert_eq!(connected["event"], "CONNECTED");
@@ -94,6 +95,7 @@ async fn client_frames_are_answered_and_abuse_closes_the_socket() {
 async fn resume_replays_exactly_the_missed_events_then_goes_live() {
     let (app, _db) = spawn_app().await;
     let id = app.create_workspace("Resumable", None).await;
+    app.settle().await;
     let mut first = app.ws("").await;
     let connected = first.next_json().await;
     let seen = connected["payload"]["seq"].as_i64().unwrap();
@@ -168,6 +170,7 @@ async fn a_slow_consumer_is_closed_with_4008_and_others_are_unaffected() {
     let db = TestDb::new();
     let app = spawn_on(&db, TestOptions::default().var("WS_QUEUE_CAPACITY", "4")).await;
     let id = app.create_workspace("Loud", None).await;
+    app.settle().await;
     let mut slow = app.ws("").await;
     let mut healthy = app.ws("").await;
     healthy.next_json().await;
