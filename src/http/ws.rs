@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use actix_web::body::BoxBody;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -9,6 +10,7 @@ use serde::Deserialize;
 use super::auth::{authorize_workspace, bearer, is_admin_token, is_open, query_token, Access};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
+use crate::realtime::outbound::{LiveGate, OutboundBody};
 use crate::realtime::session::{self, Resume, SessionContext};
 use crate::realtime::Subscriber;
 
@@ -58,6 +60,13 @@ pub async fn connect(
 
     let (response, socket, stream) = actix_ws::handle(&req, body)
         .map_err(|e| AppError::BadRequest(format!("websocket handshake failed: {e}")))?;
+    // Register before the session sends CONNECTED: its seq is what the hub had delivered, and
+    // every later event reaches the live queue.
+    let (registration, live) = state.hub.register(subscriber);
+    let gate = LiveGate::new();
+    let body_gate = Arc::clone(&gate);
+    let response =
+        response.map_body(|_, control| BoxBody::new(OutboundBody::new(control, live, body_gate)));
     let ctx = Arc::new(SessionContext {
         hub: Arc::clone(&state.hub),
         store: state.store.clone(),
@@ -65,7 +74,15 @@ pub async fn connect(
         epoch: state.epoch.clone(),
     });
     // The message stream is !Send: the session lives on the worker that accepted it.
-    actix_web::rt::spawn(session::run(ctx, subscriber, resume, socket, stream));
+    actix_web::rt::spawn(session::run(
+        ctx,
+        subscriber,
+        resume,
+        registration,
+        gate,
+        socket,
+        stream,
+    ));
     Ok(response)
 }
 

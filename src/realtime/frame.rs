@@ -1,5 +1,6 @@
 //! The wire envelope (CONTRACT.md "WebSocket").
 
+use actix_web::web::{Bytes, BytesMut};
 use bytestring::ByteString;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -14,6 +15,9 @@ pub struct Frame {
     /// The event's position in the stream; `None` for transient frames.
     pub seq: Option<i64>,
     pub text: ByteString,
+    /// `text` as a complete WebSocket text frame (server to client, unmasked): encoded once
+    /// and written as is to every socket the frame goes to.
+    pub wire: Bytes,
 }
 
 #[derive(Serialize)]
@@ -27,6 +31,14 @@ struct Envelope<'a> {
 }
 
 impl Frame {
+    fn new(seq: Option<i64>, text: String) -> Frame {
+        Frame {
+            seq,
+            wire: encode_text_frame(&text),
+            text: text.into(),
+        }
+    }
+
     pub fn event(event: &LiveEvent) -> Frame {
         let text = serde_json::to_string(&Envelope {
             event: &event.event_type,
@@ -36,10 +48,7 @@ impl Frame {
             seq: Some(event.seq),
         })
         .expect("a LiveEvent always serializes");
-        Frame {
-            seq: Some(event.seq),
-            text: text.into(),
-        }
+        Frame::new(Some(event.seq), text)
     }
 
     /// A frame that is not part of the stream (CONNECTED, RESYNC_REQUIRED).
@@ -52,10 +61,7 @@ impl Frame {
             seq: None,
         })
         .expect("a JSON value always serializes");
-        Frame {
-            seq: None,
-            text: text.into(),
-        }
+        Frame::new(None, text)
     }
 
     pub fn connected(seq: i64, instance_id: &str, epoch: &str) -> Frame {
@@ -67,5 +73,46 @@ impl Frame {
 
     pub fn resync_required(reason: &str) -> Frame {
         Frame::transient("RESYNC_REQUIRED", json!({ "reason": reason }))
+    }
+}
+
+/// RFC 6455 section 5.2: FIN + text opcode, the payload length in 7, 16 or 64 bits, no mask.
+fn encode_text_frame(text: &str) -> Bytes {
+    let len = text.len();
+    let mut wire = BytesMut::with_capacity(len + 10);
+    wire.extend_from_slice(&[0x81]);
+    if len < 126 {
+        wire.extend_from_slice(&[len as u8]);
+    } else if let Ok(len) = u16::try_from(len) {
+        wire.extend_from_slice(&[126]);
+        wire.extend_from_slice(&len.to_be_bytes());
+    } else {
+        wire.extend_from_slice(&[127]);
+        wire.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    wire.extend_from_slice(text.as_bytes());
+    wire.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_codec::Decoder;
+    use actix_http::ws::{Codec, Frame as WsFrame};
+
+    use super::*;
+
+    /// What a client decodes from the pre-encoded bytes is the text, at every length class.
+    #[test]
+    fn wire_bytes_decode_as_one_text_frame() {
+        for len in [0, 1, 125, 126, 65_535, 65_536, 70_000] {
+            let text = "x".repeat(len);
+            let mut buf = BytesMut::from(&encode_text_frame(&text)[..]);
+            let mut client = Codec::new().client_mode().max_size(1 << 20);
+            match client.decode(&mut buf).unwrap() {
+                Some(WsFrame::Text(payload)) => assert_eq!(payload, text.as_bytes()),
+                other => panic!("length {len}: decoded {other:?}"),
+            }
+            assert!(buf.is_empty(), "length {len}: nothing left over");
+        }
     }
 }

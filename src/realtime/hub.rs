@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::frame::Frame;
+use super::outbound::LiveFrames;
 use crate::domain::events::EventKind;
 use crate::domain::hierarchy::ParentMap;
 use crate::store::LiveEvent;
@@ -59,7 +60,6 @@ pub struct Registration {
     pub id: u64,
     /// The newest seq delivered before this session joined.
     pub delivered: i64,
-    pub frames: mpsc::Receiver<Arc<Frame>>,
     pub kill: oneshot::Receiver<CloseReason>,
     hub: Arc<Hub>,
 }
@@ -97,7 +97,9 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn register(self: &Arc<Self>, subscriber: Subscriber) -> Registration {
+    /// Adds a session. Every event delivered from now on reaches the returned queue, which the
+    /// socket's response body reads (see `outbound`).
+    pub fn register(self: &Arc<Self>, subscriber: Subscriber) -> (Registration, LiveFrames) {
         let (queue, frames) = mpsc::channel(self.queue_capacity);
         let (kill_tx, kill) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -111,13 +113,13 @@ impl Hub {
             },
         );
         metrics::gauge!("canopy_ws_sessions_open").increment(1.0);
-        Registration {
+        let registration = Registration {
             id,
             delivered: inner.delivered,
-            frames,
             kill,
             hub: Arc::clone(self),
-        }
+        };
+        (registration, frames)
     }
 
     pub fn delivered(&self) -> i64 {
@@ -249,12 +251,12 @@ mod tests {
     #[tokio::test]
     async fn full_queue_closes_the_session_instead_of_dropping() {
         let hub = Hub::with_capacity(ParentMap::new(), 0, 2);
-        let mut slow = hub.register(Subscriber::Canvas);
-        let mut fast = hub.register(Subscriber::Canvas);
+        let (mut slow, _slow_frames) = hub.register(Subscriber::Canvas);
+        let (_fast, mut fast) = hub.register(Subscriber::Canvas);
         let ws = Uuid::new_v4();
         for seq in 1..=3 {
             hub.deliver(&event(seq, EventKind::TaskUpdated, ws, json!({})));
-            assert_eq!(fast.frames.recv().await.unwrap().seq, Some(seq));
+            assert_eq!(fast.recv().await.unwrap().seq, Some(seq));
         }
         assert_eq!(slow.kill.try_recv().unwrap(), CloseReason::SlowConsumer);
         assert_eq!(hub.delivered(), 3);
@@ -271,7 +273,7 @@ mod tests {
             (a1, Some(team_a)),
         ]);
         let hub = Hub::new(parents, 0);
-        let mut agent = hub.register(Subscriber::Workspace(a1));
+        let (_agent, mut agent) = hub.register(Subscriber::Workspace(a1));
         let b1 = Uuid::new_v4();
         hub.deliver(&event(
             1,
@@ -280,15 +282,15 @@ mod tests {
             json!({"parent_id": team_b}),
         ));
         hub.deliver(&event(2, EventKind::TaskUpdated, b1, json!({})));
-        assert!(agent.frames.try_recv().is_err(), "b1 is in another team");
+        assert!(agent.try_recv().is_err(), "b1 is in another team");
         hub.deliver(&event(
             3,
             EventKind::WorkspaceMoved,
             b1,
             json!({"old_parent_id": team_b, "new_parent_id": team_a}),
         ));
-        assert_eq!(agent.frames.try_recv().unwrap().seq, Some(3));
+        assert_eq!(agent.try_recv().unwrap().seq, Some(3));
         hub.deliver(&event(4, EventKind::TaskUpdated, b1, json!({})));
-        assert_eq!(agent.frames.try_recv().unwrap().seq, Some(4));
+        assert_eq!(agent.try_recv().unwrap().seq, Some(4));
     }
 }

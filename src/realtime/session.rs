@@ -1,5 +1,7 @@
-//! One task per WebSocket, owning the socket: it selects over inbound frames, its hub queue, a
-//! ping timer and the hub's close signal. Cleanup happens in `Drop` (the hub registration).
+//! One task per WebSocket: it greets the client (CONNECTED, the resume replay), then selects
+//! over inbound frames, a ping timer and the hub's close signal. Live frames do not pass
+//! through it: the response body reads them from the hub (see `outbound`). Cleanup happens in
+//! `Drop` (the hub registration).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,6 +10,7 @@ use actix_ws::{AggregatedMessage, CloseCode, CloseReason as WsCloseReason};
 
 use super::frame::Frame;
 use super::hub::{CloseReason, Hub, Registration, Subscriber};
+use super::outbound::LiveGate;
 use crate::store::{events as stream, Store, StoreError};
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -18,8 +21,6 @@ pub const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
 /// Invalid client frames tolerated before the socket is closed as abusive.
 const MAX_INVALID_FRAMES: u32 = 10;
 const REPLAY_BATCH: i64 = 1000;
-/// Frames written per wake-up of a session before it yields to other sockets.
-const MAX_BURST: usize = 64;
 /// Close code for a subscriber whose queue filled up.
 pub const SLOW_CONSUMER_CLOSE_CODE: u16 = 4008;
 
@@ -36,11 +37,14 @@ pub struct Resume {
 }
 
 /// Runs a session to its end. Spawned on the worker that accepted the socket (the message
-/// stream is not `Send`).
+/// stream is not `Send`). `registration` was made before the response was built, so every
+/// event after `registration.delivered` is in the live queue the response body reads.
 pub async fn run(
     ctx: Arc<SessionContext>,
     subscriber: Subscriber,
     resume: Option<Resume>,
+    registration: Registration,
+    gate: Arc<LiveGate>,
     mut socket: actix_ws::Session,
     stream: actix_ws::MessageStream,
 ) {
@@ -48,58 +52,57 @@ pub async fn run(
         .max_frame_size(MAX_CLIENT_FRAME_BYTES)
         .aggregate_continuations()
         .max_continuation_size(MAX_CLIENT_FRAME_BYTES);
-    // Register before reading history: everything after `delivered` reaches the queue, so the
-    // replay below only needs `(since, delivered]`.
-    let mut registration = ctx.hub.register(subscriber);
-    let mut last_sent = registration.delivered;
-
-    if socket
-        .text(
-            Frame::connected(registration.delivered, &ctx.instance_id, &ctx.epoch)
-                .text
-                .clone(),
-        )
-        .await
-        .is_err()
-    {
-        return;
-    }
-    if let Some(resume) = resume {
-        match replay(&ctx, subscriber, &resume, &registration, &mut socket).await {
-            Ok(ReplayOutcome::Replayed(up_to)) => last_sent = up_to,
-            Ok(ReplayOutcome::Resync(reason)) => {
-                metrics::counter!("canopy_ws_resyncs_total").increment(1);
-                if socket
-                    .text(Frame::resync_required(reason).text.clone())
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            Err(ReplayError::Socket) => return,
-            Err(ReplayError::Store(e)) => {
-                tracing::warn!(error = %e, "resume failed; asking the client to resync");
-                if socket
-                    .text(Frame::resync_required("history unavailable").text.clone())
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
+    let close = match greet(&ctx, subscriber, resume, &registration, &mut socket).await {
+        Some(last_sent) => {
+            gate.open(last_sent);
+            serve(registration, &mut inbound, &mut socket).await
         }
-    }
-
-    let close = live_loop(&mut registration, &mut inbound, &mut socket, last_sent).await;
+        None => None,
+    };
+    gate.shut();
     let _ = socket.close(close).await;
 }
 
-async fn live_loop(
-    registration: &mut Registration,
+/// Sends CONNECTED and, on a resume, the missed events or RESYNC_REQUIRED. Returns the seq the
+/// client is current to, or `None` if the socket is gone.
+async fn greet(
+    ctx: &SessionContext,
+    subscriber: Subscriber,
+    resume: Option<Resume>,
+    registration: &Registration,
+    socket: &mut actix_ws::Session,
+) -> Option<i64> {
+    let connected = Frame::connected(registration.delivered, &ctx.instance_id, &ctx.epoch);
+    socket.text(connected.text).await.ok()?;
+    metrics::counter!("canopy_ws_frames_sent_total").increment(1);
+    let Some(resume) = resume else {
+        return Some(registration.delivered);
+    };
+    let resync = match replay(ctx, subscriber, &resume, registration, socket).await {
+        Ok(ReplayOutcome::Replayed(up_to)) => return Some(up_to),
+        Ok(ReplayOutcome::Resync(reason)) => reason,
+        Err(ReplayError::Socket) => return None,
+        Err(ReplayError::Store(e)) => {
+            tracing::warn!(error = %e, "resume failed; asking the client to resync");
+            "history unavailable"
+        }
+    };
+    metrics::counter!("canopy_ws_resyncs_total").increment(1);
+    socket
+        .text(Frame::resync_required(resync).text)
+        .await
+        .ok()?;
+    // The client reloads its state; live events continue after what the hub had delivered.
+    Some(registration.delivered)
+}
+
+/// The live part of a session: live frames flow through the response body on their own; this
+/// task answers the client, pings it, and ends the session on a close, a timeout or the hub's
+/// signal.
+async fn serve(
+    mut registration: Registration,
     inbound: &mut actix_ws::AggregatedMessageStream,
     socket: &mut actix_ws::Session,
-    mut last_sent: i64,
 ) -> Option<WsCloseReason> {
     let mut ping =
         tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
@@ -107,29 +110,6 @@ async fn live_loop(
     let mut invalid_frames = 0u32;
     loop {
         tokio::select! {
-            frame = registration.frames.recv() => {
-                // Drain a burst without yielding: actix-ws buffers the frames and the connection
-                // writes them with one syscall instead of one per frame.
-                let mut next = Some(frame?);
-                let (mut taken, mut sent) = (0, 0u64);
-                while let Some(frame) = next.take() {
-                    // Frames the replay already covered are skipped.
-                    if !matches!(frame.seq, Some(seq) if seq <= last_sent) {
-                        if socket.text(frame.text.clone()).await.is_err() {
-                            return None;
-                        }
-                        sent += 1;
-                        if let Some(seq) = frame.seq {
-                            last_sent = seq;
-                        }
-                    }
-                    taken += 1;
-                    if taken < MAX_BURST {
-                        next = registration.frames.try_recv().ok();
-                    }
-                }
-                metrics::counter!("canopy_ws_frames_sent_total").increment(sent);
-            }
             reason = &mut registration.kill => {
                 return Some(match reason {
                     Ok(CloseReason::SlowConsumer) => WsCloseReason {

@@ -486,7 +486,7 @@ async fn the_relay_orders_dedups_and_fills_lost_events() {
     .unwrap();
 
     let hub = Hub::new(ParentMap::new(), 0);
-    let mut session = hub.register(Subscriber::Canvas);
+    let (_session, mut frames) = hub.register(Subscriber::Canvas);
     let (signals, receiver) = tokio::sync::mpsc::unbounded_channel();
     let (_stop, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(Relay::new(store, hub.clone()).run(receiver, stop_rx));
@@ -507,12 +507,12 @@ async fn the_relay_orders_dedups_and_fills_lost_events() {
 
     let mut delivered = Vec::new();
     while delivered.len() < 20 {
-        let frame = tokio::time::timeout(READ_TIMEOUT, session.frames.recv())
+        let frame = tokio::time::timeout(READ_TIMEOUT, frames.recv())
             .await
             .expect("relay delivers")
             .unwrap();
         delivered.push(frame.seq.unwrap());
     }
     assert_eq!(delivered, (1..=20).collect::<Vec<_>>());
-    assert!(session.frames.try_recv().is_err(), "no duplicate follows");
+    assert!(frames.try_recv().is_err(), "no duplicate follows");
 }
