@@ -17,6 +17,7 @@ use crate::liveness::{Liveness, MemoryLiveness, RedisLiveness};
 use crate::realtime::hub::CloseReason;
 use crate::realtime::Hub;
 use crate::store::group_commit::GroupCommitter;
+use crate::store::write_batch::WriteBatcher;
 use crate::store::{events as stream, workspaces, LiveEvent, Store, StoreError, Tx};
 use crate::{http, jobs, telemetry};
 
@@ -34,6 +35,10 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     pub liveness: Liveness,
     pub committer: GroupCommitter,
+    /// Batches small writes that append no events (quiet heartbeats).
+    pub batcher: WriteBatcher,
+    /// Agent tokens already checked, for the heartbeat fast path only.
+    pub heartbeat_tokens: crate::http::auth::HeartbeatTokens,
     /// The secrets keyring, or none (secret writes answer 503).
     pub secrets: crate::secrets::Secrets,
 }
@@ -131,6 +136,8 @@ impl Application {
             metrics: telemetry::prometheus_handle(),
             liveness,
             committer,
+            batcher: WriteBatcher::start(store.clone()),
+            heartbeat_tokens: Default::default(),
             secrets,
         });
         jobs::spawn_all(state.clone().into_inner(), expirations, shutdown_rx);

@@ -4,6 +4,8 @@
 //! (or is explicitly told it is insecure). Nothing here fails open on a database error: an
 //! error is an error.
 
+use std::collections::HashMap;
+
 use actix_web::http::header;
 use actix_web::HttpRequest;
 use sha2::{Digest, Sha256};
@@ -108,6 +110,64 @@ impl Credentials {
             token,
         }
     }
+}
+
+/// Token hash → workspace, remembered after a successful lookup, for the heartbeat fast path
+/// only. An entry is never invalidated: that is safe there because a token is only revoked
+/// when its workspace is removed, and the fast path's guarded UPDATE never touches a removed
+/// workspace (it falls through to the full path, which answers 410). Nothing else may trust it.
+#[derive(Default)]
+pub struct HeartbeatTokens {
+    owners: std::sync::Mutex<HashMap<String, Uuid>>,
+}
+
+/// Entries kept before the map starts over (a bound, not a working-set size: one per agent).
+const HEARTBEAT_TOKENS_MAX: usize = 100_000;
+
+impl HeartbeatTokens {
+    fn owner(&self, hash: &str) -> Option<Uuid> {
+        self.lock().get(hash).copied()
+    }
+
+    fn remember(&self, hash: String, owner: Uuid) {
+        let mut owners = self.lock();
+        if owners.len() >= HEARTBEAT_TOKENS_MAX {
+            owners.clear();
+        }
+        owners.insert(hash, owner);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Uuid>> {
+        self.owners
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Whether a heartbeat proves by itself that it comes from `workspace_id`'s agent: the admin
+/// token, or that workspace's own token. `false` means "not proven here", not "refused":
+/// `authorize_blocking` gives the full answer.
+pub fn heartbeat_proves_workspace(
+    conn: &mut DbConnection,
+    known: &HeartbeatTokens,
+    credentials: &Credentials,
+    workspace_id: Uuid,
+) -> diesel::QueryResult<bool> {
+    if credentials.admin {
+        return Ok(true);
+    }
+    let Some(token) = &credentials.token else {
+        return Ok(false);
+    };
+    let hash = hash_token(token);
+    if known.owner(&hash) == Some(workspace_id) {
+        return Ok(true);
+    }
+    let proven = tokens::workspace_of(conn, &hash)? == Some(workspace_id);
+    if proven {
+        known.remember(hash, workspace_id);
+    }
+    Ok(proven)
 }
 
 /// Authorizes a call on behalf of `workspace_id` ("workspace or admin" routes). A workspace

@@ -6,8 +6,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::auth::{
-    authorize_blocking, authorize_workspace, bearer, hash_token, is_admin_token, Access,
-    Credentials,
+    authorize_blocking, authorize_workspace, bearer, hash_token, heartbeat_proves_workspace,
+    is_admin_token, Access, Credentials,
 };
 use super::body::Json;
 use super::workspace_id;
@@ -169,11 +169,28 @@ pub async fn heartbeat(
     let id = beat.workspace_id;
     let credentials = Credentials::from_request(&req, &state);
     let beat = std::sync::Arc::new(beat);
+    // The common case — an agent proving itself with its token, whose status and task do not
+    // change — is the token lookup plus one guarded UPDATE, batched with other instances'
+    // heartbeats into one transaction.
+    let (batched_beat, batched_credentials) = (std::sync::Arc::clone(&beat), credentials.clone());
+    let app = state.clone().into_inner();
+    let quiet = state
+        .batcher
+        .run(move |c| {
+            Ok(
+                heartbeat_proves_workspace(c, &app.heartbeat_tokens, &batched_credentials, id)?
+                    && commands::heartbeat_fast_query(c, &batched_beat)?,
+            )
+        })
+        .await
+        .unwrap_or(false);
+    if quiet {
+        state.liveness.arm(id, state.config.liveness_ttl).await;
+        return Ok(HttpResponse::Ok().json(json!({ "status": "ok" })));
+    }
+    // Otherwise one trip to the blocking pool: 404/410 before 401 (a removed workspace's token
+    // is revoked, and its agent must learn it is gone), then the status machine.
     let quiet_beat = std::sync::Arc::clone(&beat);
-    // One trip to the blocking pool. The common case — an authorized agent whose status and
-    // task do not change — is the token lookup plus one guarded UPDATE. Otherwise: 404/410
-    // before 401 (a removed workspace's token is revoked, and its agent must learn it is
-    // gone), then the status machine.
     let outcome = state
         .read(move |c| {
             let authorized = authorize_blocking(c, &credentials, id, Access::Write);

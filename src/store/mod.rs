@@ -13,6 +13,7 @@ pub mod secrets;
 pub mod sql_types;
 pub mod tokens;
 pub mod workspaces;
+pub mod write_batch;
 
 use std::time::Duration;
 

@@ -179,6 +179,67 @@ async fn heartbeats_need_the_workspaces_own_token() {
     assert_eq!(with_revoked.status(), 401);
 }
 
+/// Concurrent quiet heartbeats share write batches: each still lands on its own workspace, and
+/// a wrong token in the same burst is refused without failing the others.
+#[tokio::test]
+async fn concurrent_heartbeats_are_batched_and_each_lands() {
+    let (app, _db) = spawn_app().await;
+    let mut agents = Vec::new();
+    for i in 0..30 {
+        let id = app.create_workspace(&format!("Agent {i}"), None).await;
+        let token = register(&app, &id).await;
+        agents.push((id, token));
+    }
+    let beat = |id: &str, token: &str, uptime: i64| {
+        app.client
+            .post(app.url("/registry/heartbeat"))
+            .bearer_auth(token)
+            .json(&json!({ "workspace_id": id, "error_rate": 0, "active_tasks": 2, "uptime_seconds": uptime, "current_task": "" }))
+            .send()
+    };
+    let honest = agents
+        .iter()
+        .enumerate()
+        .map(|(i, (id, token))| beat(id, token, 1000 + i as i64));
+    // Agent 0's workspace with agent 1's token, in the middle of the burst.
+    let forged = beat(&agents[0].0, &agents[1].1, 7);
+    let (honest, forged) = tokio::join!(futures_util::future::join_all(honest), forged);
+    for response in honest {
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    assert_eq!(forged.unwrap().status(), 401);
+
+    for (i, (id, _)) in agents.iter().enumerate() {
+        let (status, ws) = app.get(&format!("/workspaces/{id}")).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            ws["uptime_seconds"],
+            1000 + i as i64,
+            "agent {i}'s own heartbeat"
+        );
+        assert_eq!(ws["active_tasks"], 2);
+        assert_eq!(ws["status"], "online");
+    }
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let batched = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("canopy_write_batch_size_count "))
+        .and_then(|n| n.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(
+        batched >= 1.0,
+        "heartbeats went through the write batcher:\n{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn update_card_emits_agent_card_updated() {
     let (app, _db) = spawn_app().await;
