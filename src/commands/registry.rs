@@ -101,13 +101,9 @@ pub fn quiet_statuses(error_rate: f64) -> Vec<WorkspaceStatus> {
 }
 
 /// The fastest path, for a caller already authorized: one guarded UPDATE that applies only
-/// when neither the status nor the task changes. False means: take the full path.
-pub fn heartbeat_fast(conn: &mut DbConnection, beat: &Heartbeat) -> AppResult<bool> {
-    Ok(heartbeat_fast_query(conn, beat)?)
-}
-
-/// `heartbeat_fast` for a write batch, which needs plain database errors.
-pub fn heartbeat_fast_query(conn: &mut DbConnection, beat: &Heartbeat) -> QueryResult<bool> {
+/// when neither the status nor the task changes. False means: take the full path. It runs in
+/// a write batch, hence plain database errors.
+pub fn heartbeat_fast(conn: &mut DbConnection, beat: &Heartbeat) -> QueryResult<bool> {
     let quiet = quiet_statuses(beat.columns.error_rate);
     ws::record_quiet_heartbeat(conn, beat.workspace_id, &beat.columns, &quiet, Utc::now())
 }

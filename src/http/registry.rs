@@ -179,7 +179,7 @@ pub async fn heartbeat(
         .run(move |c| {
             Ok(
                 heartbeat_proves_workspace(c, &app.heartbeat_tokens, &batched_credentials, id)?
-                    && commands::heartbeat_fast_query(c, &batched_beat)?,
+                    && commands::heartbeat_fast(c, &batched_beat)?,
             )
         })
         .await
@@ -188,15 +188,13 @@ pub async fn heartbeat(
         state.liveness.arm(id, state.config.liveness_ttl).await;
         return Ok(HttpResponse::Ok().json(json!({ "status": "ok" })));
     }
-    // Otherwise one trip to the blocking pool: 404/410 before 401 (a removed workspace's token
-    // is revoked, and its agent must learn it is gone), then the status machine.
+    // Otherwise one trip to the blocking pool, which does not retry the guarded UPDATE (the
+    // row it reads decides): 404/410 before 401 (a removed workspace's token is revoked, and
+    // its agent must learn it is gone), then the status machine.
     let quiet_beat = std::sync::Arc::clone(&beat);
     let outcome = state
         .read(move |c| {
             let authorized = authorize_blocking(c, &credentials, id, Access::Write);
-            if authorized.is_ok() && commands::heartbeat_fast(c, &quiet_beat)? {
-                return Ok(HeartbeatOutcome::Quiet);
-            }
             let row = commands::agent_workspace(c, id)?;
             authorized?;
             commands::heartbeat_quiet(c, &row, &quiet_beat)

@@ -235,15 +235,7 @@ async fn bad_input_gets_4xx_json_never_500() {
 async fn metrics_are_prometheus_text() {
     let (app, _db) = spawn_app().await;
     app.get("/workspaces").await;
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics_text().await;
     assert!(text.contains("canopy_http_requests_total"), "{text}");
     assert!(text.contains("canopy_db_pool_connections"));
 }

@@ -279,6 +279,18 @@ impl TestApp {
         );
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn structure_event_types(&self) -> Vec<String> {
         let (status, events) = self.get("/events?limit=1000").await;
         assert_eq!(status, 200);

@@ -198,15 +198,7 @@ async fn a_slow_consumer_is_closed_with_4008_and_others_are_unaffected() {
         Some(4008),
         "closed as a slow consumer, not silently dropped"
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(metrics.contains("canopy_ws_slow_consumer_closes_total"));
 }
 

@@ -220,15 +220,7 @@ async fn concurrent_heartbeats_are_batched_and_each_lands() {
         assert_eq!(ws["active_tasks"], 2);
         assert_eq!(ws["status"], "online");
     }
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let batched = metrics
         .lines()
         .find_map(|l| l.strip_prefix("canopy_write_batch_size_count "))
