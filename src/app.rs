@@ -41,6 +41,8 @@ pub struct AppState {
     pub heartbeat_tokens: crate::http::auth::HeartbeatTokens,
     /// The secrets keyring, or none (secret writes answer 503).
     pub secrets: crate::secrets::Secrets,
+    /// Which hosts and pages may address this server (`http::boundary`).
+    pub boundary: crate::http::boundary::Boundary,
 }
 
 impl AppState {
@@ -79,7 +81,11 @@ impl Application {
         let config = Arc::new(config);
         let secrets = crate::secrets::Secrets::from_config(&config)?;
         secrets.log_mode();
-        let store = Store::open(config.database_url.clone(), config.database_pool_size);
+        let store = Store::open_with_busy_timeout(
+            config.database_url.clone(),
+            config.database_pool_size,
+            config.database_busy_timeout,
+        );
         let migrate_store = store.clone();
         let applied =
             tokio::task::spawn_blocking(move || migrate_store.migrate_blocking()).await??;
@@ -139,6 +145,7 @@ impl Application {
             batcher: WriteBatcher::start(store.clone()),
             heartbeat_tokens: Default::default(),
             secrets,
+            boundary: crate::http::boundary::Boundary::from_config(&config),
         });
         jobs::spawn_all(state.clone().into_inner(), expirations, shutdown_rx);
 
@@ -150,6 +157,7 @@ impl Application {
                 .app_data(server_state.clone())
                 .configure(http::configure)
                 .wrap(http::cors(&server_state.config))
+                .wrap(actix_web::middleware::from_fn(http::boundary::enforce))
                 .wrap_fn(|req, srv| {
                     let started = std::time::Instant::now();
                     let method = req.method().to_string();

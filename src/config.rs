@@ -17,6 +17,8 @@ pub enum LogFormat {
 pub struct Config {
     pub database_url: DatabaseUrl,
     pub database_pool_size: u32,
+    /// How long a statement waits for a database lock before the request answers 503.
+    pub database_busy_timeout: Duration,
     pub redis_url: Option<String>,
     /// Prepended to every Redis key and channel, so several deployments (or test runs) can
     /// share one Redis.
@@ -29,6 +31,10 @@ pub struct Config {
     pub admin_token: Option<AdminToken>,
     pub allow_insecure: bool,
     pub cors_origins: Vec<String>,
+    /// `Host` names served besides the loopback ones (DNS-rebinding defence; see
+    /// `http::boundary`). Lower-case, without port; `.example.com` also matches subdomains,
+    /// `*` matches any host.
+    pub allowed_hosts: Vec<String>,
     /// Master key for secrets (redacted in `Debug`); checked at start-up.
     pub secrets_encryption_key: Option<KeyText>,
     pub secrets_encryption_key_previous: Option<KeyText>,
@@ -158,6 +164,14 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        let allowed_hosts = get("ALLOWED_HOSTS")
+            .map(|raw| {
+                raw.split(',')
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .filter(|h| !h.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
         let default_workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -165,6 +179,10 @@ impl Config {
         let config = Config {
             database_url,
             database_pool_size: positive("DATABASE_POOL_SIZE", 10)? as u32,
+            database_busy_timeout: Duration::from_millis(positive(
+                "DATABASE_BUSY_TIMEOUT_MS",
+                crate::store::connection::DEFAULT_BUSY_TIMEOUT.as_millis() as u64,
+            )?),
             redis_url,
             redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_default(),
             host,
@@ -177,6 +195,7 @@ impl Config {
             admin_token: get("ADMIN_TOKEN").map(AdminToken),
             allow_insecure,
             cors_origins,
+            allowed_hosts,
             secrets_encryption_key: get(secrets::KEY_VAR).map(KeyText::new),
             secrets_encryption_key_previous: get(secrets::PREVIOUS_KEY_VAR).map(KeyText::new),
             liveness_ttl: Duration::from_secs(positive("LIVENESS_TTL_SECONDS", 60)?),
@@ -309,6 +328,12 @@ mod tests {
             Some("hunter2-admin")
         );
         assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn allowed_hosts_are_lower_cased() {
+        let c = config(&[("ALLOWED_HOSTS", " Canopy.Example.com, .corp.test ,")]).unwrap();
+        assert_eq!(c.allowed_hosts, vec!["canopy.example.com", ".corp.test"]);
     }
 
     #[test]

@@ -23,6 +23,13 @@ pub enum AppError {
     Conflict(String),
     #[error("request body too large")]
     PayloadTooLarge,
+    /// A body that is not `application/json` (RFC 9110 §15.5.16).
+    #[error("Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// A `Host` this server does not answer for (RFC 9110 §15.5.20): DNS rebinding, or a name
+    /// missing from ALLOWED_HOSTS.
+    #[error("{0}")]
+    MisdirectedRequest(String),
     /// A status with a body of its own (409 confirmation_required, 410 with the last event).
     #[error("{status}")]
     WithBody {
@@ -53,14 +60,22 @@ impl From<FieldError> for AppError {
     }
 }
 
+/// What a 503 asks the client to wait before trying again, in seconds (`Retry-After`).
+pub const RETRY_AFTER_SECONDS: u64 = 1;
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Unavailable(_)
-            | StoreError::Batch {
-                unavailable: true, ..
-            } => AppError::Unavailable("database unavailable".into()),
-            other => AppError::Internal(other.into()),
+        if e.is_busy() {
+            AppError::Unavailable(
+                if matches!(e, StoreError::Unavailable(_)) {
+                    "database unavailable"
+                } else {
+                    "database busy"
+                }
+                .into(),
+            )
+        } else {
+            AppError::Internal(e.into())
         }
     }
 }
@@ -80,6 +95,8 @@ impl ResponseError for AppError {
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            AppError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
             AppError::WithBody { status, .. } => *status,
             AppError::MovedPermanently(_) => StatusCode::MOVED_PERMANENTLY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -100,7 +117,9 @@ impl ResponseError for AppError {
             }
             AppError::Unavailable(msg) => {
                 tracing::warn!(reason = %msg, "answering 503");
-                HttpResponse::build(status).json(json!({ "error": msg }))
+                HttpResponse::build(status)
+                    .insert_header(("Retry-After", RETRY_AFTER_SECONDS.to_string()))
+                    .json(json!({ "error": msg }))
             }
             other => HttpResponse::build(status).json(json!({ "error": other.to_string() })),
         }

@@ -27,6 +27,40 @@ impl fmt::Display for FieldError {
 
 impl std::error::Error for FieldError {}
 
+/// Size limits of request fields, in bytes: text in UTF-8, JSON values compactly serialized.
+/// Applied where bodies enter (`http::body`), listed in the README's limits table. Events carry
+/// only bounded fields (names, summaries, messages); full activity bodies stay in
+/// `activity_logs`, fetched on demand.
+pub mod limits {
+    /// A UUID given as text (`parent_id`, `workspace_id`, …): 36 characters, with room for
+    /// braces or a URN prefix the parser may accept.
+    pub const ID: usize = 64;
+    /// An agent's URL.
+    pub const URL: usize = 2048;
+    /// An agent card (JSON).
+    pub const AGENT_CARD: usize = 64 * 1024;
+    /// An activity's type, method and status words.
+    pub const WORD: usize = 128;
+    /// An activity summary (carried by its ACTIVITY_LOGGED event).
+    pub const SUMMARY: usize = 16 * 1024;
+    /// An activity's error detail.
+    pub const ERROR_DETAIL: usize = 16 * 1024;
+    /// An activity's request or response body (JSON; never carried by events).
+    pub const ACTIVITY_BODY: usize = 256 * 1024;
+    /// An activity's metadata (JSON).
+    pub const METADATA: usize = 16 * 1024;
+    /// A message to the people on the canvas (`notify`).
+    pub const MESSAGE: usize = 16 * 1024;
+    /// A notify message's attachments (JSON array, at most [`ATTACHMENT_COUNT`] entries).
+    pub const ATTACHMENTS: usize = 16 * 1024;
+    /// Attachments per notify message.
+    pub const ATTACHMENT_COUNT: usize = 32;
+    /// Heartbeat texts (`current_task`, `sample_error`).
+    pub const HEARTBEAT_TEXT: usize = 4096;
+    /// A canvas position object `{x, y}`.
+    pub const POSITION: usize = 256;
+}
+
 /// Characters the reference platform refuses in names and roles (they break its YAML and
 /// markdown renderers downstream).
 const BANNED_CHARS: &[char] = &['{', '}', '[', ']', '|', '>', '*', '&', '!'];

@@ -3,12 +3,12 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{authorize_workspace, Access};
-use super::body::Json;
+use super::body::{FieldLimit, Json, JsonBody, Query};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::activity::{self as commands, LogActivity, Notify};
 use crate::domain::ids::parse_uuid;
-use crate::domain::validation::{ActivityType, FieldError};
+use crate::domain::validation::{limits, ActivityType, FieldError};
 use crate::error::{AppError, AppResult};
 use crate::store::activity::{self, ActivityFilter};
 
@@ -27,7 +27,7 @@ pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<ListQuery>,
+    query: Query<ListQuery>,
 ) -> AppResult<HttpResponse> {
     let id = workspace_id(&path)?;
     authorize_workspace(&req, &state, id, Access::Read).await?;
@@ -84,6 +84,33 @@ pub struct LogBody {
     request_body: Option<Value>,
     response_body: Option<Value>,
     metadata: Option<Value>,
+}
+
+impl JsonBody for LogBody {
+    const NULLABLE: &'static [&'static str] = &[
+        "method",
+        "summary",
+        "source_id",
+        "target_id",
+        "status",
+        "error_detail",
+        "duration_ms",
+        "request_body",
+        "response_body",
+        "metadata",
+    ];
+    const LIMITS: &'static [FieldLimit] = &[
+        ("activity_type", limits::WORD),
+        ("method", limits::WORD),
+        ("summary", limits::SUMMARY),
+        ("source_id", limits::ID),
+        ("target_id", limits::ID),
+        ("status", limits::WORD),
+        ("error_detail", limits::ERROR_DETAIL),
+        ("request_body", limits::ACTIVITY_BODY),
+        ("response_body", limits::ACTIVITY_BODY),
+        ("metadata", limits::METADATA),
+    ];
 }
 
 fn optional_uuid(field: &str, raw: Option<&str>) -> Result<Option<uuid::Uuid>, FieldError> {
@@ -146,8 +173,21 @@ pub struct NotifyBody {
     attachments: Vec<Value>,
 }
 
+impl JsonBody for NotifyBody {
+    const LIMITS: &'static [FieldLimit] = &[
+        ("message", limits::MESSAGE),
+        ("attachments", limits::ATTACHMENTS),
+    ];
+}
+
 /// Each attachment: `{uri, name, mimeType?, size?}`; errors name `attachment[i]`.
 fn parse_attachments(raw: Vec<Value>) -> Result<Vec<Value>, FieldError> {
+    if raw.len() > limits::ATTACHMENT_COUNT {
+        return Err(FieldError::new(
+            "attachments",
+            format!("must hold at most {} files", limits::ATTACHMENT_COUNT),
+        ));
+    }
     raw.into_iter()
         .enumerate()
         .map(|(i, a)| {

@@ -3,17 +3,21 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::require_admin;
-use super::body::Json;
+use super::body::{FieldLimit, Json, JsonBody};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::agents as commands;
 use crate::domain::ids::parse_uuid;
-use crate::domain::validation::{FieldError, ModelName};
+use crate::domain::validation::{limits, FieldError, ModelName};
 use crate::error::AppResult;
 
 #[derive(Deserialize)]
 pub struct ModelBody {
     model: Option<String>,
+}
+
+impl JsonBody for ModelBody {
+    const LIMITS: &'static [FieldLimit] = &[("model", ModelName::MAX_BYTES)];
 }
 
 fn model(body: ModelBody) -> Result<ModelName, FieldError> {
@@ -65,6 +69,10 @@ pub async fn remove(
 #[derive(Deserialize)]
 pub struct MoveBody {
     target_workspace_id: Option<String>,
+}
+
+impl JsonBody for MoveBody {
+    const LIMITS: &'static [FieldLimit] = &[("target_workspace_id", limits::ID)];
 }
 
 pub async fn move_agent(

@@ -15,13 +15,13 @@ use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::store::{tokens, DbConnection};
 
+/// The token of `Authorization: Bearer <token>`. The scheme name is case-insensitive
+/// (RFC 9110 §11.1, RFC 6750 §2.1), and any run of spaces may separate it from the token.
 pub fn bearer(req: &HttpRequest) -> Option<&str> {
     let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
-    let token = value
-        .strip_prefix("Bearer ")
-        .or_else(|| value.strip_prefix("bearer "))?
-        .trim();
-    (!token.is_empty()).then_some(token)
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 /// `?token=` — only for the WebSocket, where browsers cannot set headers.

@@ -3,7 +3,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::require_admin;
-use super::body::Json;
+use super::body::{FieldLimit, Json, JsonBody};
 use crate::app::AppState;
 use crate::domain::events::json_number;
 use crate::domain::validation::{parse_coordinate, parse_zoom};
@@ -22,6 +22,10 @@ pub struct ViewportBody {
     x: f64,
     y: f64,
     zoom: f64,
+}
+
+impl JsonBody for ViewportBody {
+    const LIMITS: &'static [FieldLimit] = &[];
 }
 
 pub async fn put_viewport(

@@ -2,6 +2,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::require_admin;
+use super::body::Query;
 use super::workspace_id;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
@@ -33,7 +34,15 @@ async fn page(
 ) -> AppResult<HttpResponse> {
     let (limit, before) = (limit(query)?, query.before_seq);
     let events = state
-        .read(move |c| Ok(stream::structure_events_page(c, workspace, before, limit)?))
+        .read(move |c| {
+            // A removed workspace keeps its history; one that never existed has none to page.
+            if let Some(id) = workspace {
+                if crate::store::workspaces::find_row(c, id)?.is_none() {
+                    return Err(AppError::workspace_not_found());
+                }
+            }
+            Ok(stream::structure_events_page(c, workspace, before, limit)?)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(events))
 }
@@ -42,7 +51,7 @@ async fn page(
 pub async fn list_all(
     req: HttpRequest,
     state: web::Data<AppState>,
-    query: web::Query<EventsQuery>,
+    query: Query<EventsQuery>,
 ) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
     page(&state, None, &query).await
@@ -52,7 +61,7 @@ pub async fn list_for_workspace(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<EventsQuery>,
+    query: Query<EventsQuery>,
 ) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
     let id = workspace_id(&path)?;

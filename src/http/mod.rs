@@ -4,6 +4,7 @@ pub mod activity;
 pub mod agents;
 pub mod auth;
 pub mod body;
+pub mod boundary;
 pub mod canvas;
 pub mod events;
 pub mod health;
@@ -26,14 +27,8 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .app_data(
-            web::QueryConfig::default().error_handler(|err, _| {
-                AppError::BadRequest(format!("invalid query: {err}")).into()
-            }),
-        )
-        .app_data(
-            web::PathConfig::default().error_handler(|err, _| {
-                AppError::BadRequest(format!("invalid path: {err}")).into()
-            }),
+            web::PathConfig::default()
+                .error_handler(|_, _| AppError::BadRequest("invalid path".into()).into()),
         )
         .route("/health", web::get().to(health::health))
         .route("/metrics", web::get().to(health::metrics))
@@ -123,31 +118,22 @@ pub fn cors(config: &Config) -> Cors {
     Cors::default()
         .allowed_origin_fn(move |origin, head| {
             let origin = origin.to_str().unwrap_or_default();
-            allowed.iter().any(|o| o == origin) || is_same_origin(origin, head)
+            let host = head
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or_default();
+            allowed.iter().any(|o| o == origin) || boundary::is_same_origin(origin, host)
         })
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
         .allowed_headers([
             header::CONTENT_TYPE,
+            header::HeaderName::from_static("x-molecule-org-slug"),
             header::AUTHORIZATION,
             header::HeaderName::from_static("x-workspace-id"),
         ])
         .supports_credentials()
         .max_age(3600)
-}
-
-/// An `Origin` naming the host the request was sent to (the canvas this server serves).
-pub fn is_same_origin(origin: &str, head: &actix_web::dev::RequestHead) -> bool {
-    let Some(host) = head
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-    else {
-        return false;
-    };
-    origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        == Some(host)
 }
 
 /// Parses a workspace id from the path: 400 `invalid workspace ID` if it is not a UUID.

@@ -9,18 +9,15 @@ use super::auth::{
     authorize_blocking, authorize_workspace, bearer, hash_token, heartbeat_proves_workspace,
     is_admin_token, Access, Credentials,
 };
-use super::body::Json;
+use super::body::{FieldLimit, Json, JsonBody, Query};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::registry::{self as commands, Heartbeat, HeartbeatOutcome, Register};
 use crate::domain::ids::parse_uuid;
-use crate::domain::validation::FieldError;
+use crate::domain::validation::{limits, FieldError};
 use crate::error::{AppError, AppResult};
 use crate::store::tokens;
 use crate::store::workspaces::{self as ws, HeartbeatColumns};
-
-/// Longest `sample_error` / `current_task` kept from a heartbeat.
-const HEARTBEAT_TEXT_MAX_BYTES: usize = 4096;
 
 fn body_uuid(field: &str, raw: Option<&str>) -> Result<Uuid, FieldError> {
     raw.and_then(parse_uuid)
@@ -41,6 +38,14 @@ pub struct RegisterBody {
     id: Option<String>,
     url: Option<String>,
     agent_card: Option<Value>,
+}
+
+impl JsonBody for RegisterBody {
+    const LIMITS: &'static [FieldLimit] = &[
+        ("id", limits::ID),
+        ("url", limits::URL),
+        ("agent_card", limits::AGENT_CARD),
+    ];
 }
 
 fn parse_agent_url(raw: Option<&str>) -> Result<String, FieldError> {
@@ -113,15 +118,14 @@ pub struct HeartbeatBody {
     current_task: Option<String>,
 }
 
-fn bounded_text(field: &str, value: Option<String>) -> Result<String, FieldError> {
-    let value = value.unwrap_or_default();
-    if value.len() > HEARTBEAT_TEXT_MAX_BYTES {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {HEARTBEAT_TEXT_MAX_BYTES} bytes"),
-        ));
-    }
-    Ok(value)
+impl JsonBody for HeartbeatBody {
+    /// Agents send `null` for "no task" and "no error".
+    const NULLABLE: &'static [&'static str] = &["sample_error", "current_task"];
+    const LIMITS: &'static [FieldLimit] = &[
+        ("workspace_id", limits::ID),
+        ("sample_error", limits::HEARTBEAT_TEXT),
+        ("current_task", limits::HEARTBEAT_TEXT),
+    ];
 }
 
 impl TryFrom<HeartbeatBody> for Heartbeat {
@@ -151,10 +155,10 @@ impl TryFrom<HeartbeatBody> for Heartbeat {
             workspace_id: body_uuid("workspace_id", body.workspace_id.as_deref())?,
             columns: HeartbeatColumns {
                 error_rate,
-                sample_error: bounded_text("sample_error", body.sample_error)?,
+                sample_error: body.sample_error.unwrap_or_default(),
                 active_tasks,
                 uptime_seconds,
-                current_task: bounded_text("current_task", body.current_task)?,
+                current_task: body.current_task.unwrap_or_default(),
             },
         })
     }
@@ -213,6 +217,13 @@ pub async fn heartbeat(
 pub struct UpdateCardBody {
     workspace_id: Option<String>,
     agent_card: Option<Value>,
+}
+
+impl JsonBody for UpdateCardBody {
+    const LIMITS: &'static [FieldLimit] = &[
+        ("workspace_id", limits::ID),
+        ("agent_card", limits::AGENT_CARD),
+    ];
 }
 
 pub async fn update_card(
@@ -274,7 +285,7 @@ pub async fn peers(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<PeersQuery>,
+    query: Query<PeersQuery>,
 ) -> AppResult<HttpResponse> {
     let id = workspace_id(&path)?;
     authorize_workspace(&req, &state, id, Access::Read).await?;
@@ -321,6 +332,10 @@ pub async fn peers(
 pub struct CheckAccessBody {
     caller_id: Option<String>,
     target_id: Option<String>,
+}
+
+impl JsonBody for CheckAccessBody {
+    const LIMITS: &'static [FieldLimit] = &[("caller_id", limits::ID), ("target_id", limits::ID)];
 }
 
 pub async fn check_access(

@@ -5,11 +5,12 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use serde_json::{json, Value};
+use serde::Deserialize;
+use serde_json::json;
 use uuid::Uuid;
 
 use super::auth::{authorize_workspace, require_admin, Access};
-use super::body::Json;
+use super::body::{FieldLimit, Json, JsonBody};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::workspaces::require_live;
@@ -21,32 +22,19 @@ use crate::secrets::{
 use crate::store::{secrets as store, workspaces, StoreError};
 
 /// The body of a secret write: `{"key","value"}`, or `{"value"}` under `/…/secrets/:key`.
-///
-/// Read from a JSON value by hand rather than derived: serde's type errors quote the input
-/// (``invalid type: integer `1234` ``), and that input may be the secret. No `Debug` either.
-struct SecretBody {
+/// No `Debug`: the value is a secret (and the body extractor's errors never quote input).
+#[derive(Deserialize)]
+pub struct SecretBody {
     key: Option<String>,
     value: Option<String>,
 }
 
-impl SecretBody {
-    fn from_json(body: Value) -> AppResult<SecretBody> {
-        let Value::Object(mut fields) = body else {
-            return Err(AppError::BadRequest(
-                "request body must be a JSON object".into(),
-            ));
-        };
-        let mut text = |name: &str| match fields.remove(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s)),
-            Some(_) => Err(FieldError::new(name, "must be a string")),
-        };
-        Ok(SecretBody {
-            key: text("key")?,
-            value: text("value")?,
-        })
-    }
+impl JsonBody for SecretBody {
+    /// `key` is bounded by its pattern (`SecretKey`: at most 128 bytes).
+    const LIMITS: &'static [FieldLimit] = &[("value", crate::secrets::MAX_VALUE_BYTES)];
+}
 
+impl SecretBody {
     /// For the collection routes: the key comes from the body.
     fn parse(self) -> Result<(SecretKey, SecretValue), FieldError> {
         let key = SecretKey::parse(self.key.as_deref().unwrap_or_default())?;
@@ -101,11 +89,11 @@ pub async fn put_workspace(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    Json(body): Json<Value>,
+    Json(body): Json<SecretBody>,
 ) -> AppResult<HttpResponse> {
     let id = workspace_id(&path)?;
     authorize_workspace(&req, &state, id, Access::Write).await?;
-    let (key, value) = SecretBody::from_json(body)?.parse()?;
+    let (key, value) = body.parse()?;
     save_workspace(&state, id, key, value).await
 }
 
@@ -114,11 +102,11 @@ pub async fn put_workspace_key(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
-    Json(body): Json<Value>,
+    Json(body): Json<SecretBody>,
 ) -> AppResult<HttpResponse> {
     let id = workspace_id(&path.0)?;
     authorize_workspace(&req, &state, id, Access::Write).await?;
-    let (key, value) = SecretBody::from_json(body)?.parse_for(&path.1)?;
+    let (key, value) = body.parse_for(&path.1)?;
     save_workspace(&state, id, key, value).await
 }
 
@@ -180,10 +168,10 @@ pub async fn list_global(req: HttpRequest, state: web::Data<AppState>) -> AppRes
 pub async fn put_global(
     req: HttpRequest,
     state: web::Data<AppState>,
-    Json(body): Json<Value>,
+    Json(body): Json<SecretBody>,
 ) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
-    let (key, value) = SecretBody::from_json(body)?.parse()?;
+    let (key, value) = body.parse()?;
     save_global(&state, key, value).await
 }
 
@@ -192,10 +180,10 @@ pub async fn put_global_key(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    Json(body): Json<Value>,
+    Json(body): Json<SecretBody>,
 ) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
-    let (key, value) = SecretBody::from_json(body)?.parse_for(&path)?;
+    let (key, value) = body.parse_for(&path)?;
     save_global(&state, key, value).await
 }
 

@@ -3,14 +3,15 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::auth::require_admin;
-use super::body::{double_option, Json};
+use super::body::{double_option, FieldLimit, Json, JsonBody, Query};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::workspaces::{self as commands, CreateWorkspace, WorkspacePatch};
 use crate::domain::ids::parse_uuid;
 use crate::domain::status::WorkspaceStatus;
 use crate::domain::validation::{
-    parse_coordinate, FieldError, ModelName, RuntimeName, Tier, WorkspaceName, WorkspaceRole,
+    limits, parse_coordinate, FieldError, ModelName, RuntimeName, Tier, WorkspaceName,
+    WorkspaceRole,
 };
 use crate::error::{AppError, AppResult};
 use crate::store::{events as stream, workspaces as ws};
@@ -30,6 +31,18 @@ pub struct CreateBody {
     model: Option<String>,
     parent_id: Option<String>,
     canvas: Option<CanvasPosition>,
+}
+
+impl JsonBody for CreateBody {
+    const NULLABLE: &'static [&'static str] = &["role", "runtime", "model", "parent_id"];
+    const LIMITS: &'static [FieldLimit] = &[
+        ("name", WorkspaceName::MAX_BYTES),
+        ("role", WorkspaceRole::MAX_BYTES),
+        ("runtime", RuntimeName::MAX_BYTES),
+        ("model", ModelName::MAX_BYTES),
+        ("parent_id", limits::ID),
+        ("canvas", limits::POSITION),
+    ];
 }
 
 fn parse_parent(raw: &str) -> Result<uuid::Uuid, FieldError> {
@@ -143,6 +156,17 @@ pub struct PatchBody {
     y: Option<f64>,
 }
 
+impl JsonBody for PatchBody {
+    /// `null` clears a role or runtime, and un-nests (`parent_id`).
+    const NULLABLE: &'static [&'static str] = &["role", "runtime", "parent_id"];
+    const LIMITS: &'static [FieldLimit] = &[
+        ("name", WorkspaceName::MAX_BYTES),
+        ("role", WorkspaceRole::MAX_BYTES),
+        ("runtime", RuntimeName::MAX_BYTES),
+        ("parent_id", limits::ID),
+    ];
+}
+
 impl TryFrom<PatchBody> for WorkspacePatch {
     type Error = FieldError;
 
@@ -199,7 +223,7 @@ pub async fn delete(
     req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
-    query: web::Query<DeleteQuery>,
+    query: Query<DeleteQuery>,
 ) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
     let id = workspace_id(&path)?;

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use actix_web::body::BoxBody;
-use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
@@ -24,9 +23,8 @@ pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
     state: web::Data<AppState>,
-    query: web::Query<WsQuery>,
+    query: super::body::Query<WsQuery>,
 ) -> AppResult<HttpResponse> {
-    check_origin(&req, &state)?;
     let subscriber = match req.headers().get("X-Workspace-ID") {
         Some(raw) => {
             let id = raw
@@ -84,24 +82,4 @@ pub async fn connect(
         stream,
     ));
     Ok(response)
-}
-
-/// Browsers send `Origin`; it must be the server itself or one of CORS_ORIGINS. Non-browser
-/// clients send none.
-fn check_origin(req: &HttpRequest, state: &AppState) -> AppResult<()> {
-    let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-    else {
-        return Ok(());
-    };
-    let origin = origin.trim_end_matches('/');
-    if state.config.cors_origins.iter().any(|o| o == origin)
-        || super::is_same_origin(origin, req.head())
-    {
-        Ok(())
-    } else {
-        Err(AppError::Forbidden("origin not allowed".into()))
-    }
 }

@@ -215,8 +215,12 @@ async fn replay(
     registration: &Registration,
     socket: &mut actix_ws::Session,
 ) -> Result<ReplayOutcome, ReplayError> {
-    if resume.epoch.as_deref().is_some_and(|e| e != ctx.epoch) {
-        return Ok(ReplayOutcome::Resync("epoch changed"));
+    // A seq means nothing without its stream: `since` past 0 must say which stream it counts
+    // in, or a client that saw another database's seq 5 would take this one's 6 as its next.
+    match resume.epoch.as_deref() {
+        Some(epoch) if epoch != ctx.epoch => return Ok(ReplayOutcome::Resync("epoch changed")),
+        None if resume.since > 0 => return Ok(ReplayOutcome::Resync("epoch required to resume")),
+        _ => {}
     }
     let (head, oldest) = ctx
         .store

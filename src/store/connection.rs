@@ -48,17 +48,20 @@ impl DatabaseUrl {
     }
 }
 
-/// SQLite waits this long for the write lock before failing: writes are serialized, and a burst
-/// of drags must queue rather than error.
-const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a statement waits for a lock before failing, unless configured
+/// (`DATABASE_BUSY_TIMEOUT_MS`): SQLite's `busy_timeout` for the write lock (writes are
+/// serialized, and a burst of drags must queue rather than error), PostgreSQL's `lock_timeout`
+/// (the stream lock, row locks). Past it the request answers 503 with `Retry-After`.
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct DbManager {
     url: DatabaseUrl,
+    busy_timeout: Duration,
 }
 
 impl DbManager {
-    pub fn new(url: DatabaseUrl) -> Self {
-        DbManager { url }
+    pub fn new(url: DatabaseUrl, busy_timeout: Duration) -> Self {
+        DbManager { url, busy_timeout }
     }
 }
 
@@ -68,9 +71,16 @@ impl ManageConnection for DbManager {
 
     fn connect(&self) -> Result<DbConnection, r2d2::Error> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => diesel::PgConnection::establish(url)
-                .map(DbConnection::Postgres)
-                .map_err(r2d2::Error::ConnectionError),
+            DatabaseUrl::Postgres(url) => {
+                let mut conn =
+                    diesel::PgConnection::establish(url).map_err(r2d2::Error::ConnectionError)?;
+                conn.batch_execute(&format!(
+                    "SET lock_timeout = {}",
+                    self.busy_timeout.as_millis()
+                ))
+                .map_err(r2d2::Error::QueryError)?;
+                Ok(DbConnection::Postgres(conn))
+            }
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = diesel::SqliteConnection::establish(path)
                     .map_err(r2d2::Error::ConnectionError)?;
@@ -78,7 +88,7 @@ impl ManageConnection for DbManager {
                 conn.batch_execute(&format!(
                     "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                    SQLITE_BUSY_TIMEOUT.as_millis()
+                    self.busy_timeout.as_millis()
                 ))
                 .map_err(r2d2::Error::QueryError)?;
                 Ok(DbConnection::Sqlite(conn))

@@ -142,10 +142,11 @@ fn run_batch(
         }
         Err(e) => {
             let message = e.to_string();
-            tracing::error!(error = %message, size = batch.len(), "group commit failed; every command of the batch is refused");
+            let unavailable = e.is_busy();
+            tracing::error!(error = %message, size = batch.len(), unavailable, "group commit failed; every command of the batch is refused");
             for job in batch {
                 job.finish(Err(StoreError::Batch {
-                    unavailable: false,
+                    unavailable,
                     message: message.clone(),
                 }));
             }

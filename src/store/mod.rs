@@ -55,6 +55,17 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not take the work now (locked past its busy timeout, or the
+    /// connection was lost): the caller answers 503 with `Retry-After`, not 500.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StoreError::Unavailable(_) => true,
+            StoreError::Query(e) => is_busy(e),
+            StoreError::Batch { unavailable, .. } => *unavailable,
+            _ => false,
+        }
+    }
+
     pub fn is_unique_violation(&self) -> bool {
         matches!(
             self,
@@ -63,6 +74,24 @@ impl StoreError {
                 _
             ))
         )
+    }
+}
+
+/// Whether a query failed because the database is busy or gone rather than because of the
+/// query: SQLite `SQLITE_BUSY`/`SQLITE_LOCKED` past `busy_timeout` ("database is locked"),
+/// PostgreSQL lock or statement timeouts (SQLSTATE 55P03, 57014), or a lost connection.
+pub fn is_busy(e: &diesel::result::Error) -> bool {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        Error::DatabaseError(_, info) => {
+            let message = info.message();
+            message.contains("database is locked")
+                || message.contains("database table is locked")
+                || message.contains("lock timeout")
+                || message.contains("statement timeout")
+        }
+        _ => false,
     }
 }
 
@@ -76,12 +105,22 @@ impl Store {
     /// Builds the pool without connecting: a database that is down at start-up is reported by
     /// the first use (migrations), not hidden behind a generic pool error.
     pub fn open(url: DatabaseUrl, max_connections: u32) -> Store {
+        Store::open_with_busy_timeout(url, max_connections, connection::DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// [`Store::open`] with how long a statement may wait for a lock before it fails
+    /// ([`is_busy`]).
+    pub fn open_with_busy_timeout(
+        url: DatabaseUrl,
+        max_connections: u32,
+        busy_timeout: Duration,
+    ) -> Store {
         let pool = Pool::builder()
             .max_size(max_connections)
             .min_idle(Some(1))
             .connection_timeout(POOL_CHECKOUT_TIMEOUT)
             .idle_timeout(Some(Duration::from_secs(300)))
-            .build_unchecked(connection::DbManager::new(url.clone()));
+            .build_unchecked(connection::DbManager::new(url.clone(), busy_timeout));
         Store { pool, url }
     }
 

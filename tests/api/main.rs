@@ -9,6 +9,7 @@ mod agents;
 mod bench_smoke;
 mod browser;
 mod foundation;
+mod hardening;
 mod realtime;
 mod registry;
 mod secrets;

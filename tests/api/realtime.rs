@@ -146,7 +146,8 @@ async fn resume_from_pruned_history_or_another_epoch_requires_a_resync() {
             socket.next_json().await
         }
     };
-    let frame = resync("?since=1".into()).await;
+    let epoch = app.state.epoch.clone();
+    let frame = resync(format!("?since=1&epoch={epoch}")).await;
     assert_eq!(frame["event"], "RESYNC_REQUIRED");
     assert!(frame["payload"]["reason"]
         .as_str()
@@ -157,10 +158,16 @@ async fn resume_from_pruned_history_or_another_epoch_requires_a_resync() {
         (frame["event"].clone(), frame["payload"]["reason"].clone()),
         (json!("RESYNC_REQUIRED"), json!("epoch changed"))
     );
-    let frame = resync("?since=500".into()).await;
+    let frame = resync(format!("?since=500&epoch={epoch}")).await;
     assert_eq!(frame["event"], "RESYNC_REQUIRED");
+    // A seq without the stream it counts in is no position: never replayed as a continuation.
+    let frame = resync("?since=4".into()).await;
+    assert_eq!(
+        (frame["event"].clone(), frame["payload"]["reason"].clone()),
+        (json!("RESYNC_REQUIRED"), json!("epoch required to resume"))
+    );
     // Still within what is kept: a normal replay.
-    let mut ok = app.ws("?since=4").await;
+    let mut ok = app.ws(&format!("?since=4&epoch={epoch}")).await;
     ok.next_json().await;
     assert_eq!(seqs(&ok.events(2).await), vec![5, 6]);
 }
@@ -174,9 +181,10 @@ async fn a_slow_consumer_is_closed_with_4008_and_others_are_unaffected() {
     let mut slow = app.ws("").await;
     let mut healthy = app.ws("").await;
     healthy.next_json().await;
-    // Big frames fill the kernel's socket buffers quickly, so the slow socket's queue backs up.
-    let summary = "s".repeat(60 * 1024);
-    let total = 120;
+    // Big frames (summaries at their limit) fill the kernel's socket buffers quickly, so the
+    // slow socket's queue backs up: about 7.5 MB in all, past loopback's autotuned buffers.
+    let summary = "s".repeat(canopy::domain::validation::limits::SUMMARY);
+    let total = 480;
     let reader = tokio::spawn(async move {
         let frames = healthy.events(total).await;
         seqs(&frames)
@@ -336,8 +344,9 @@ async fn events_from_both_instances_arrive_everywhere_in_one_order() {
         b.create_workspace("On B", None).await,
     ];
     // Both start right after the two creates (seqs 1 and 2), wherever each relay is.
-    let mut on_a = a.ws("?since=2").await;
-    let mut on_b = b.ws("?since=2").await;
+    let epoch = a.state.epoch.clone();
+    let mut on_a = a.ws(&format!("?since=2&epoch={epoch}")).await;
+    let mut on_b = b.ws(&format!("?since=2&epoch={epoch}")).await;
     let total = 500;
     let (readers_a, readers_b) = (
         tokio::spawn(async move { on_a.events(total).await }),

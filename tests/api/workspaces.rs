@@ -487,8 +487,12 @@ async fn events_page_newest_first_with_before_seq() {
     assert_eq!(app.get("/events?limit=1001").await.0, 400);
     let (_, mine) = app.get(&format!("/events/{id}")).await;
     assert_eq!(mine.as_array().unwrap().len(), 6);
-    let (_, none) = app.get(&format!("/events/{}", uuid::Uuid::new_v4())).await;
-    assert_eq!(none, json!([]));
+    let (status, none) = app.get(&format!("/events/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(
+        (status, none),
+        (404, json!({ "error": "workspace not found" })),
+        "a workspace that never existed has no history"
+    );
 }
 
 #[tokio::test]

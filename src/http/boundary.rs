@@ -1,0 +1,220 @@
+//! The first check every request meets, before routing and before any work: is it addressed
+//! to this server, and may the page that sent it act here?
+//!
+//! - **Host allow-list** (DNS rebinding). A page on `rebind.example` whose name later resolves
+//!   to 127.0.0.1 is same-origin with itself, so the browser lets it read and write; only the
+//!   `Host` header it sends (`rebind.example:PORT`) tells it apart. Loopback names
+//!   (`localhost`, `*.localhost`, 127.0.0.0/8, `::1`) are always served; other names only when
+//!   listed in `ALLOWED_HOSTS`. Anything else is 421 Misdirected Request (RFC 9110 §15.5.20).
+//! - **Cross-site requests** (CSRF). A page on any site can make a browser send a "simple"
+//!   POST (`text/plain`, no preflight) and the server would act before CORS hides the answer.
+//!   A state-changing request (POST, PUT, PATCH, DELETE), a WebSocket upgrade, or a CORS
+//!   preflight whose `Origin` is neither this server's own nor in `CORS_ORIGINS` is refused
+//!   with 403; so is `Origin: null` (sandboxed frames, `file:` pages) and, without `Origin`,
+//!   `Sec-Fetch-Site: cross-site`. Clients that are not browsers send no `Origin` and pass.
+//!
+//! Both checks hold in token mode too: a token in a browser is only as safe as the page using it.
+
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::{header, Method};
+use actix_web::middleware::Next;
+use actix_web::{web, ResponseError};
+
+use crate::app::AppState;
+use crate::config::Config;
+use crate::error::AppError;
+
+/// Who may address this server, and from which pages; built once from the configuration.
+#[derive(Clone, Debug)]
+pub struct Boundary {
+    allowed_hosts: Vec<String>,
+    cors_origins: Vec<String>,
+}
+
+impl Boundary {
+    pub fn from_config(config: &Config) -> Boundary {
+        let mut allowed_hosts = config.allowed_hosts.clone();
+        // A specific listen address is a name clients use to reach it.
+        if !config.host.is_unspecified() {
+            allowed_hosts.push(config.host.to_string());
+        }
+        Boundary {
+            allowed_hosts,
+            cors_origins: config.cors_origins.clone(),
+        }
+    }
+
+    /// Whether `host` (a `Host` header value, with or without port) names this server.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = host_name(host).to_ascii_lowercase();
+        is_loopback_name(&name)
+            || self.allowed_hosts.iter().any(|allowed| {
+                allowed == "*"
+                    || *allowed == name
+                    || allowed.starts_with('.') && name.ends_with(allowed.as_str())
+            })
+    }
+
+    /// 421 for a `Host` not served here, 403 for a cross-site request that could act.
+    pub fn check(&self, req: &ServiceRequest) -> Result<(), AppError> {
+        let headers = req.headers();
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .or_else(|| req.uri().authority().map(|a| a.to_string()));
+        if let Some(host) = &host {
+            if !self.host_allowed(host) {
+                return Err(AppError::MisdirectedRequest(
+                    "host not served here: add it to ALLOWED_HOSTS".into(),
+                ));
+            }
+        }
+        if !could_act(req) {
+            return Ok(());
+        }
+        match headers.get(header::ORIGIN).map(|o| o.to_str()) {
+            Some(Ok(origin)) => {
+                let origin = origin.trim_end_matches('/');
+                let same_origin = host.as_deref().is_some_and(|h| is_same_origin(origin, h));
+                if same_origin || self.cors_origins.iter().any(|o| o == origin) {
+                    Ok(())
+                } else {
+                    Err(cross_site())
+                }
+            }
+            Some(Err(_)) => Err(cross_site()),
+            None if headers
+                .get("sec-fetch-site")
+                .is_some_and(|s| s.as_bytes().eq_ignore_ascii_case(b"cross-site")) =>
+            {
+                Err(cross_site())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+fn cross_site() -> AppError {
+    AppError::Forbidden("cross-origin request refused: origin not allowed".into())
+}
+
+/// A request that can change state or open the live stream (which carries everything).
+fn could_act(req: &ServiceRequest) -> bool {
+    let method = req.method();
+    let preflight = method == Method::OPTIONS
+        && req
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+    let upgrade = req
+        .headers()
+        .get(header::UPGRADE)
+        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
+    preflight || upgrade || !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// An `Origin` (`scheme://host[:port]`) naming the host the request was sent to.
+pub fn is_same_origin(origin: &str, host: &str) -> bool {
+    origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+}
+
+/// `example.com:8080` → `example.com`; `[::1]:8080` → `::1`.
+fn host_name(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or_default();
+    }
+    match host.rsplit_once(':') {
+        // More than one colon without brackets: a bare IPv6 address, no port.
+        Some((name, _)) if !name.contains(':') => name,
+        _ => host,
+    }
+}
+
+/// `localhost`, `*.localhost` (RFC 6761 §6.3: always loopback) and loopback addresses.
+fn is_loopback_name(name: &str) -> bool {
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The middleware: refuses before routing, so a refused request does no work.
+pub async fn enforce(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
+    let verdict = match req.app_data::<web::Data<AppState>>() {
+        Some(state) => state.boundary.check(&req),
+        None => Ok(()),
+    };
+    match verdict {
+        Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
+        Err(refusal) => {
+            tracing::info!(
+                method = %req.method(),
+                path = req.path(),
+                reason = %refusal,
+                "request refused at the boundary"
+            );
+            let response = refusal.error_response();
+            Ok(req.into_response(response).map_into_right_body())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn boundary(hosts: &[&str]) -> Boundary {
+        Boundary {
+            allowed_hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            cors_origins: vec![],
+        }
+    }
+
+    #[test]
+    fn loopback_names_are_always_served() {
+        let b = boundary(&[]);
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:80",
+            "127.1.2.3",
+            "[::1]:8080",
+            "app.localhost:3000",
+            "LOCALHOST",
+        ] {
+            assert!(b.host_allowed(host), "{host}");
+        }
+        for host in [
+            "rebind.example:8080",
+            "10.0.0.1",
+            "localhost.evil.test",
+            "[::2]:80",
+        ] {
+            assert!(!b.host_allowed(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn configured_names_and_suffixes() {
+        let b = boundary(&["canopy.example.com", ".corp.test"]);
+        assert!(b.host_allowed("Canopy.Example.com:443"));
+        assert!(b.host_allowed("a.corp.test"));
+        assert!(!b.host_allowed("corp.test.evil"));
+        assert!(boundary(&["*"]).host_allowed("anything.test"));
+    }
+
+    #[test]
+    fn same_origin_compares_scheme_less_authority() {
+        assert!(is_same_origin("http://127.0.0.1:8080", "127.0.0.1:8080"));
+        assert!(!is_same_origin("http://127.0.0.1:8081", "127.0.0.1:8080"));
+        assert!(!is_same_origin("null", "127.0.0.1:8080"));
+    }
+}
