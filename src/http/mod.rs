@@ -10,6 +10,7 @@ pub mod health;
 pub mod registry;
 pub mod secrets;
 pub mod static_files;
+pub mod transport;
 pub mod workspaces;
 pub mod ws;
 
