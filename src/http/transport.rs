@@ -27,6 +27,11 @@ use actix_web::web::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
+/// How long a connection gets to finish its close after the response (actix-web's
+/// `HttpServer` default; keep-alive, half-closed and buffer settings are the builder's, which
+/// match `HttpServer`'s).
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// How the server runs; the rest are actix-web's defaults.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -83,6 +88,8 @@ where
                 async move { shutdown.notified().await }
             })
             .client_request_timeout(head_timeout)
+            // HttpServer's default (the bare builder's is zero); see PITFALLS on close timing.
+            .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
             .local_addr(addr)
             .h1(app);
         actix_service::fn_service(|io: TcpStream| async move {
