@@ -12,8 +12,8 @@
 //! - the header is checked the moment it is readable (at most 14 bytes): a declared length
 //!   over [`MAX_CLIENT_FRAME_BYTES`] fails the socket with 1009 before one payload byte is read;
 //! - the payload is read only while the buffered bytes fall short of the frame being decoded,
-//!   so a socket holds at most one frame plus one read from actix-http (which itself stops
-//!   reading the TCP stream while its own 32 KiB payload queue is full);
+//!   so a socket holds at most one message plus one read from actix-http (which itself stops
+//!   reading the TCP stream once its 32 KiB payload queue and 128 KiB read buffer are full);
 //! - a fragmented message is capped at [`MAX_CLIENT_MESSAGE_BYTES`] the same way, from the
 //!   declared length of each continuation frame;
 //! - each violation is told apart, so the close code says what happened (RFC 6455 §7.4.1).
