@@ -148,6 +148,7 @@ enum WriteState {
 }
 
 impl<T> JsonErrorBodies<T> {
+    /// Wraps a freshly accepted connection (nothing written on it yet).
     pub fn new(io: T) -> JsonErrorBodies<T> {
         JsonErrorBodies {
             io,

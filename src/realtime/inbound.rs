@@ -44,8 +44,11 @@ const MASK_KEY_BYTES: usize = 4;
 pub enum ClientMessage {
     /// A text message, valid UTF-8.
     Text(ByteString),
+    /// A binary message.
     Binary(Bytes),
+    /// A ping's payload (at most 125 bytes); the caller answers with a pong.
     Ping(Bytes),
+    /// A pong's payload (at most 125 bytes).
     Pong(Bytes),
     /// A close frame, with its status code and reason if it carried one (both validated).
     Close(Option<CloseReason>),
