@@ -196,12 +196,13 @@ async fn a_declared_1_gib_frame_is_closed_with_1009_before_any_payload() {
     let (app, _db) = spawn_app().await;
     let mut socket = RawSocket::open(&app).await;
 
-    // The header alone: 1 GiB declared, not one payload byte sent.
+    // The header alone: 1 GiB declared, not one payload byte sent. A server that waited for
+    // the payload before checking the size would never answer (the read timeout fails it).
     let started = Instant::now();
     socket.send(&client_header(0x81, 1 << 30)).await;
     assert_eq!(socket.close_code().await, 1009);
     assert!(
-        started.elapsed() < Duration::from_secs(2),
+        started.elapsed() < Duration::from_secs(3),
         "the close is prompt: {:?}",
         started.elapsed()
     );
