@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle, Service};
-use actix_web::{web, App, HttpServer};
+use actix_web::{web, App};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{mpsc, watch};
 
@@ -152,30 +152,32 @@ impl Application {
         let listener = TcpListener::bind((config.host, config.port))?;
         let port = listener.local_addr()?.port();
         let server_state = state.clone();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(server_state.clone())
-                .configure(http::configure)
-                .wrap(http::cors(&server_state.config))
-                .wrap(actix_web::middleware::from_fn(http::boundary::enforce))
-                .wrap_fn(|req, srv| {
-                    let started = std::time::Instant::now();
-                    let method = req.method().to_string();
-                    let response = srv.call(req);
-                    async move {
-                        let response = response.await?;
-                        telemetry::record_http(&response, &method, started.elapsed());
-                        Ok(response)
-                    }
-                })
-        })
-        .workers(config.workers)
-        // Small frames must leave at once: with Nagle on, each waits for the previous one's ACK.
-        .tcp_nodelay(true)
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        .listen(listener)?
-        .run();
+        let server = http::transport::serve(
+            move || {
+                App::new()
+                    .app_data(server_state.clone())
+                    .configure(http::configure)
+                    .wrap(http::cors(&server_state.config))
+                    .wrap(actix_web::middleware::from_fn(http::boundary::enforce))
+                    .wrap_fn(|req, srv| {
+                        let started = std::time::Instant::now();
+                        let method = req.method().to_string();
+                        let response = srv.call(req);
+                        async move {
+                            let response = response.await?;
+                            telemetry::record_http(&response, &method, started.elapsed());
+                            Ok(response)
+                        }
+                    })
+            },
+            listener,
+            // Signals are the binary's to handle; in-flight requests get SHUTDOWN_GRACE.
+            &http::transport::ServerOptions {
+                workers: config.workers,
+                shutdown_timeout: SHUTDOWN_GRACE,
+                head_timeout: config.http_head_timeout,
+            },
+        )?;
 
         tracing::info!(
             port,

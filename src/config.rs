@@ -28,6 +28,9 @@ pub struct Config {
     pub workers: usize,
     /// Frames a WebSocket may have queued before it is closed as a slow consumer.
     pub ws_queue_capacity: usize,
+    /// A new connection must send its first request head within this long, or it is answered
+    /// 408 (JSON) and closed (`HTTP_HEAD_TIMEOUT_MS`, default 5 s: actix's default).
+    pub http_head_timeout: Duration,
     pub admin_token: Option<AdminToken>,
     pub allow_insecure: bool,
     pub cors_origins: Vec<String>,
@@ -192,6 +195,7 @@ impl Config {
                 "WS_QUEUE_CAPACITY",
                 crate::realtime::hub::SESSION_QUEUE_CAP as u64,
             )? as usize,
+            http_head_timeout: Duration::from_millis(positive("HTTP_HEAD_TIMEOUT_MS", 5000)?),
             admin_token: get("ADMIN_TOKEN").map(AdminToken),
             allow_insecure,
             cors_origins,
@@ -287,6 +291,7 @@ mod tests {
         assert_eq!(c.port, 8080);
         assert_eq!(c.liveness_ttl, Duration::from_secs(60));
         assert_eq!(c.live_events_retention, Duration::from_secs(900));
+        assert_eq!(c.http_head_timeout, Duration::from_secs(5));
         assert!(c.redis_url.is_none());
         assert_eq!(c.mode(), "embedded");
     }

@@ -11,6 +11,7 @@ pub mod health;
 pub mod registry;
 pub mod secrets;
 pub mod static_files;
+pub mod transport;
 pub mod workspaces;
 pub mod ws;
 

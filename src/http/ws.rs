@@ -3,12 +3,14 @@
 use std::sync::Arc;
 
 use actix_web::body::BoxBody;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::dev::Payload;
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 
 use super::auth::{authorize_workspace, bearer, is_admin_token, is_open, query_token, Access};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
+use crate::realtime::inbound::Inbound;
 use crate::realtime::outbound::{LiveGate, OutboundBody};
 use crate::realtime::session::{self, Resume, SessionContext};
 use crate::realtime::Subscriber;
@@ -56,8 +58,22 @@ pub async fn connect(
         epoch: query.epoch.clone(),
     });
 
-    let (response, socket, stream) = actix_ws::handle(&req, body)
+    // actix-ws answers the handshake and writes the socket (its `Session` and response body),
+    // but its reader buffers a frame whole before checking its size (see `realtime::inbound`).
+    // So it gets a stand-in payload that never yields, and the real one goes to our reader;
+    // the stream actix-ws returns for the stand-in still tells when the response body is
+    // dropped, which is all it is kept for.
+    let stand_in = web::Payload::from_request(
+        &req,
+        &mut Payload::Stream {
+            payload: Box::pin(futures_util::stream::pending()),
+        },
+    )
+    .await
+    .map_err(|e| AppError::Internal(anyhow::anyhow!("websocket payload: {e}")))?;
+    let (response, socket, body_closed) = actix_ws::handle(&req, stand_in)
         .map_err(|e| AppError::BadRequest(format!("websocket handshake failed: {e}")))?;
+    let inbound = Inbound::new(body.into_inner(), Some(body_closed));
     // Register before the session sends CONNECTED: its seq is what the hub had delivered, and
     // every later event reaches the live queue.
     let (registration, live) = state.hub.register(subscriber);
@@ -79,7 +95,7 @@ pub async fn connect(
         registration,
         gate,
         socket,
-        stream,
+        inbound,
     ));
     Ok(response)
 }

@@ -3,6 +3,7 @@
 
 pub mod frame;
 pub mod hub;
+pub mod inbound;
 pub mod outbound;
 pub mod session;
 

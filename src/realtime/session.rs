@@ -6,18 +6,17 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix_ws::{AggregatedMessage, CloseCode, CloseReason as WsCloseReason};
+use actix_ws::{CloseCode, CloseReason as WsCloseReason};
 
 use super::frame::Frame;
 use super::hub::{CloseReason, Hub, Registration, Subscriber};
+use super::inbound::{ClientMessage, Inbound, InboundError};
 use super::outbound::LiveGate;
 use crate::store::{events as stream, Store, StoreError};
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A socket that sent nothing (not even a pong) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Largest client frame accepted.
-pub const MAX_CLIENT_FRAME_BYTES: usize = 64 * 1024;
 /// Invalid client frames tolerated before the socket is closed as abusive.
 const MAX_INVALID_FRAMES: u32 = 10;
 const REPLAY_BATCH: i64 = 1000;
@@ -46,12 +45,8 @@ pub async fn run(
     registration: Registration,
     gate: Arc<LiveGate>,
     mut socket: actix_ws::Session,
-    stream: actix_ws::MessageStream,
+    mut inbound: Inbound,
 ) {
-    let mut inbound = stream
-        .max_frame_size(MAX_CLIENT_FRAME_BYTES)
-        .aggregate_continuations()
-        .max_continuation_size(MAX_CLIENT_FRAME_BYTES);
     let close = match greet(&ctx, subscriber, resume, &registration, &mut socket).await {
         Some(last_sent) => {
             gate.open(last_sent);
@@ -101,7 +96,7 @@ async fn greet(
 /// signal.
 async fn serve(
     mut registration: Registration,
-    inbound: &mut actix_ws::AggregatedMessageStream,
+    inbound: &mut Inbound,
     socket: &mut actix_ws::Session,
 ) -> Option<WsCloseReason> {
     let mut ping =
@@ -125,14 +120,14 @@ async fn serve(
             message = inbound.recv() => {
                 last_heard = Instant::now();
                 match message {
-                    None | Some(Ok(AggregatedMessage::Close(_))) => return None,
-                    Some(Ok(AggregatedMessage::Ping(bytes))) => {
+                    None | Some(Ok(ClientMessage::Close(_))) => return None,
+                    Some(Ok(ClientMessage::Ping(bytes))) => {
                         if socket.pong(&bytes).await.is_err() {
                             return None;
                         }
                     }
-                    Some(Ok(AggregatedMessage::Pong(_))) => {}
-                    Some(Ok(AggregatedMessage::Text(text))) => match client_reply(&text) {
+                    Some(Ok(ClientMessage::Pong(_))) => {}
+                    Some(Ok(ClientMessage::Text(text))) => match client_reply(&text) {
                         Ok(reply) => {
                             if socket.text(reply).await.is_err() {
                                 return None;
@@ -148,7 +143,7 @@ async fn serve(
                             }
                         }
                     },
-                    Some(Ok(AggregatedMessage::Binary(_))) => {
+                    Some(Ok(ClientMessage::Binary(_))) => {
                         invalid_frames += 1;
                         if invalid_frames > MAX_INVALID_FRAMES {
                             return Some(policy_close("too many invalid frames"));
@@ -157,9 +152,15 @@ async fn serve(
                             return None;
                         }
                     }
+                    // The connection is gone under the payload: no close frame can reach it.
+                    Some(Err(InboundError::Transport)) => return None,
+                    // Too big (1009), a protocol violation (1002) or bad UTF-8 (1007).
                     Some(Err(error)) => {
-                        tracing::debug!(%error, "websocket protocol error");
-                        return Some(WsCloseReason { code: CloseCode::Size, description: Some("frame too large or malformed".into()) });
+                        tracing::debug!(%error, "websocket client frame refused");
+                        return Some(WsCloseReason {
+                            code: error.close_code(),
+                            description: Some(error.to_string()),
+                        });
                     }
                 }
             }

@@ -7,6 +7,7 @@ mod helpers;
 mod activity;
 mod agents;
 mod bench_smoke;
+mod boundary_ws;
 mod browser;
 mod foundation;
 mod hardening;
