@@ -12,4 +12,5 @@ mod foundation;
 mod realtime;
 mod registry;
 mod secrets;
+mod wire_gaps;
 mod workspaces;
