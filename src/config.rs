@@ -40,6 +40,12 @@ pub struct Config {
     pub live_events_retention: Duration,
     pub instance_id: String,
     pub log_format: LogFormat,
+    /// A pending approval request nobody decided within this is denied as `expired`
+    /// (`APPROVAL_TIMEOUT_SECONDS`, default 600).
+    pub approval_timeout: Duration,
+    /// How often the lease holder looks for expired approval requests
+    /// (`APPROVAL_SWEEP_INTERVAL_SECONDS`, default 15).
+    pub approval_sweep_interval: Duration,
 }
 
 /// The admin bearer token. Its `Debug` prints `[redacted]`, so the configuration can be logged.
@@ -200,6 +206,11 @@ impl Config {
                 format!("canopy-{}", &id[..8])
             }),
             log_format,
+            approval_timeout: Duration::from_secs(positive("APPROVAL_TIMEOUT_SECONDS", 600)?),
+            approval_sweep_interval: Duration::from_secs(positive(
+                "APPROVAL_SWEEP_INTERVAL_SECONDS",
+                15,
+            )?),
         };
         config.check_exposure()?;
         config.check_secrets_keys()?;

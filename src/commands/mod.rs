@@ -4,6 +4,7 @@
 
 pub mod activity;
 pub mod agents;
+pub mod approvals;
 pub mod canvas;
 pub mod registry;
 pub mod workspaces;

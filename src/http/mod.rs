@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod agents;
+pub mod approvals;
 pub mod auth;
 pub mod body;
 pub mod canvas;
@@ -51,6 +52,16 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/workspaces/{id}/activity", web::get().to(activity::list))
         .route("/workspaces/{id}/activity", web::post().to(activity::log))
         .route("/workspaces/{id}/notify", web::post().to(activity::notify))
+        .route(
+            "/workspaces/{id}/approvals",
+            web::post().to(approvals::create),
+        )
+        .route("/workspaces/{id}/approvals", web::get().to(approvals::list))
+        .route(
+            "/workspaces/{id}/approvals/{approval_id}/decide",
+            web::post().to(approvals::decide),
+        )
+        .route("/approvals/pending", web::get().to(approvals::list_pending))
         .route("/workspaces/{id}/agent", web::post().to(agents::assign))
         .route("/workspaces/{id}/agent", web::patch().to(agents::replace))
         .route("/workspaces/{id}/agent", web::delete().to(agents::remove))

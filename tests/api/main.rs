@@ -6,6 +6,7 @@ mod helpers;
 
 mod activity;
 mod agents;
+mod approvals;
 mod bench_smoke;
 mod browser;
 mod foundation;
