@@ -41,6 +41,8 @@ pub struct AppState {
     pub heartbeat_tokens: crate::http::auth::HeartbeatTokens,
     /// The secrets keyring, or none (secret writes answer 503).
     pub secrets: crate::secrets::Secrets,
+    /// The A2A proxy's outbound client: the only place Canopy calls out.
+    pub a2a: crate::a2a::A2aClient,
 }
 
 impl AppState {
@@ -139,6 +141,12 @@ impl Application {
             batcher: WriteBatcher::start(store.clone()),
             heartbeat_tokens: Default::default(),
             secrets,
+            a2a: crate::a2a::A2aClient::new(
+                crate::a2a::AddressPolicy {
+                    allow_private: config.a2a.allow_private,
+                },
+                config.a2a.max_response_bytes,
+            )?,
         });
         jobs::spawn_all(state.clone().into_inner(), expirations, shutdown_rx);
 

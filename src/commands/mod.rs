@@ -2,6 +2,7 @@
 //! appends the events describing the change. Each takes parsed input (the boundary already
 //! validated it) and runs inside `AppState::execute`, which publishes what committed.
 
+pub mod a2a;
 pub mod activity;
 pub mod agents;
 pub mod approvals;

@@ -1,5 +1,6 @@
 //! HTTP: one file per resource. Handlers extract, call a command, map the result.
 
+pub mod a2a;
 pub mod activity;
 pub mod agents;
 pub mod approvals;
@@ -52,6 +53,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/workspaces/{id}/activity", web::get().to(activity::list))
         .route("/workspaces/{id}/activity", web::post().to(activity::log))
         .route("/workspaces/{id}/notify", web::post().to(activity::notify))
+        .route("/workspaces/{id}/a2a", web::post().to(a2a::proxy))
         .route(
             "/workspaces/{id}/approvals",
             web::post().to(approvals::create),

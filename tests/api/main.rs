@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod a2a;
 mod activity;
 mod agents;
 mod approvals;
