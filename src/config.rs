@@ -357,6 +357,28 @@ mod tests {
     }
 
     #[test]
+    fn approval_and_a2a_settings() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.approval_timeout, Duration::from_secs(600));
+        assert_eq!(c.a2a.timeout, Duration::from_secs(300));
+        assert_eq!(c.a2a.max_response_bytes, 10 * 1024 * 1024);
+        assert!(c.a2a.allow_private);
+        let c = config(&[("A2A_ALLOW_PRIVATE_ADDRESSES", "0")]).unwrap();
+        assert!(!c.a2a.allow_private);
+        for var in [
+            "A2A_ALLOW_PRIVATE_ADDRESSES",
+            "A2A_TIMEOUT_SECONDS",
+            "APPROVAL_TIMEOUT_SECONDS",
+        ] {
+            assert_eq!(config(&[(var, "maybe")]).unwrap_err().var, var);
+        }
+        assert_eq!(
+            config(&[("A2A_MAX_RESPONSE_BYTES", "0")]).unwrap_err().var,
+            "A2A_MAX_RESPONSE_BYTES"
+        );
+    }
+
+    #[test]
     fn cors_origins_are_trimmed() {
         let c = config(&[("CORS_ORIGINS", " http://a.test/ , http://b.test ,")]).unwrap();
         assert_eq!(c.cors_origins, vec!["http://a.test", "http://b.test"]);
