@@ -143,6 +143,8 @@ pub fn cors(config: &Config) -> Cors {
             header::CONTENT_TYPE,
             header::AUTHORIZATION,
             header::HeaderName::from_static("x-workspace-id"),
+            // The A2A proxy's per-request timeout (seconds), as the reference takes it.
+            header::HeaderName::from_static("x-timeout"),
         ])
         .supports_credentials()
         .max_age(3600)

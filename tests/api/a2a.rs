@@ -547,3 +547,35 @@ async fn the_canvas_needs_admin_access() {
     assert_eq!(own.status(), 200);
     assert_eq!(agent.echoed.load(Ordering::SeqCst), 2);
 }
+
+/// A browser canvas on another origin may send the proxy's headers.
+#[tokio::test]
+async fn the_proxy_headers_pass_a_cors_preflight() {
+    let db = TestDb::new();
+    let app = spawn_on(
+        &db,
+        TestOptions::default().var("CORS_ORIGINS", "http://canvas.test"),
+    )
+    .await;
+    let response = app
+        .client
+        .request(
+            reqwest::Method::OPTIONS,
+            app.url(&format!("/workspaces/{}/a2a", uuid::Uuid::new_v4())),
+        )
+        .header("Origin", "http://canvas.test")
+        .header("Access-Control-Request-Method", "POST")
+        .header(
+            "Access-Control-Request-Headers",
+            "content-type,x-workspace-id,x-timeout",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let allowed = response.headers()["access-control-allow-headers"]
+        .to_str()
+        .unwrap()
+        .to_lowercase();
+    assert!(allowed.contains("x-timeout"), "{allowed}");
+}
