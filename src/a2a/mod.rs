@@ -155,7 +155,12 @@ fn classify(err: reqwest::Error) -> CallError {
         source = e.source();
     }
     if err.is_timeout() {
-        return CallError::Timeout(CONNECT_TIMEOUT);
+        // The only timeout reqwest enforces here is the connect timeout: nobody answered the
+        // connection, which is unreachable, not slow.
+        return CallError::Unreachable(format!(
+            "no connection within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ));
     }
     // The chain names the cause (connection refused, dns error, …) without internals.
     let mut message = err.to_string();
