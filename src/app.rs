@@ -43,6 +43,8 @@ pub struct AppState {
     pub secrets: crate::secrets::Secrets,
     /// Which hosts and pages may address this server (`http::boundary`).
     pub boundary: crate::http::boundary::Boundary,
+    /// The A2A proxy's outbound client: the only place Canopy calls out.
+    pub a2a: crate::a2a::A2aClient,
 }
 
 impl AppState {
@@ -146,6 +148,12 @@ impl Application {
             heartbeat_tokens: Default::default(),
             secrets,
             boundary: crate::http::boundary::Boundary::from_config(&config),
+            a2a: crate::a2a::A2aClient::new(
+                crate::a2a::AddressPolicy {
+                    allow_private: config.a2a.allow_private,
+                },
+                config.a2a.max_response_bytes,
+            )?,
         });
         jobs::spawn_all(state.clone().into_inner(), expirations, shutdown_rx);
 

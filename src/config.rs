@@ -49,6 +49,32 @@ pub struct Config {
     pub live_events_retention: Duration,
     pub instance_id: String,
     pub log_format: LogFormat,
+    /// A pending approval request nobody decided within this is denied as `expired`
+    /// (`APPROVAL_TIMEOUT_SECONDS`, default 600).
+    pub approval_timeout: Duration,
+    /// How often the lease holder looks for expired approval requests
+    /// (`APPROVAL_SWEEP_INTERVAL_SECONDS`, default 15).
+    pub approval_sweep_interval: Duration,
+    /// The A2A proxy's outbound rules (`A2A_*`).
+    pub a2a: A2aConfig,
+}
+
+/// The A2A proxy's outbound rules.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct A2aConfig {
+    /// Time an agent gets to answer when the request sends no `X-Timeout`
+    /// (`A2A_TIMEOUT_SECONDS`, default 300).
+    pub timeout: Duration,
+    /// Largest `X-Timeout` honoured, in seconds (`A2A_MAX_TIMEOUT_SECONDS`, default 1800, the
+    /// reference's ceiling for agent-to-agent calls).
+    pub max_timeout: Duration,
+    /// Largest agent answer read, in bytes (`A2A_MAX_RESPONSE_BYTES`, default 10 MiB as in
+    /// the reference); a larger one is a 502.
+    pub max_response_bytes: usize,
+    /// Whether agent URLs may point at loopback and private addresses
+    /// (`A2A_ALLOW_PRIVATE_ADDRESSES`, default 1: agents often run beside the server).
+    /// Link-local and cloud-metadata addresses are refused regardless.
+    pub allow_private: bool,
 }
 
 /// The admin bearer token. Its `Debug` prints `[redacted]`, so the configuration can be logged.
@@ -149,6 +175,14 @@ impl Config {
                 ))
             }
         };
+        let flag = |var: &'static str, default: bool| -> Result<bool, ConfigError> {
+            match get(var).as_deref() {
+                None => Ok(default),
+                Some("0") | Some("false") => Ok(false),
+                Some("1") | Some("true") => Ok(true),
+                Some(other) => Err(invalid(var, format!("{other:?} is not 0 or 1"))),
+            }
+        };
         let allow_insecure = match get("CANOPY_ALLOW_INSECURE").as_deref() {
             None | Some("0") | Some("false") => false,
             Some("1") | Some("true") => true,
@@ -223,6 +257,17 @@ impl Config {
                 format!("canopy-{}", &id[..8])
             }),
             log_format,
+            approval_timeout: Duration::from_secs(positive("APPROVAL_TIMEOUT_SECONDS", 600)?),
+            approval_sweep_interval: Duration::from_secs(positive(
+                "APPROVAL_SWEEP_INTERVAL_SECONDS",
+                15,
+            )?),
+            a2a: A2aConfig {
+                timeout: Duration::from_secs(positive("A2A_TIMEOUT_SECONDS", 300)?),
+                max_timeout: Duration::from_secs(positive("A2A_MAX_TIMEOUT_SECONDS", 1800)?),
+                max_response_bytes: positive("A2A_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)? as usize,
+                allow_private: flag("A2A_ALLOW_PRIVATE_ADDRESSES", true)?,
+            },
         };
         config.check_exposure()?;
         config.check_secrets_keys()?;
@@ -339,6 +384,28 @@ mod tests {
     fn allowed_hosts_are_lower_cased() {
         let c = config(&[("ALLOWED_HOSTS", " Canopy.Example.com, .corp.test ,")]).unwrap();
         assert_eq!(c.allowed_hosts, vec!["canopy.example.com", ".corp.test"]);
+    }
+
+    #[test]
+    fn approval_and_a2a_settings() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.approval_timeout, Duration::from_secs(600));
+        assert_eq!(c.a2a.timeout, Duration::from_secs(300));
+        assert_eq!(c.a2a.max_response_bytes, 10 * 1024 * 1024);
+        assert!(c.a2a.allow_private);
+        let c = config(&[("A2A_ALLOW_PRIVATE_ADDRESSES", "0")]).unwrap();
+        assert!(!c.a2a.allow_private);
+        for var in [
+            "A2A_ALLOW_PRIVATE_ADDRESSES",
+            "A2A_TIMEOUT_SECONDS",
+            "APPROVAL_TIMEOUT_SECONDS",
+        ] {
+            assert_eq!(config(&[(var, "maybe")]).unwrap_err().var, var);
+        }
+        assert_eq!(
+            config(&[("A2A_MAX_RESPONSE_BYTES", "0")]).unwrap_err().var,
+            "A2A_MAX_RESPONSE_BYTES"
+        );
     }
 
     #[test]

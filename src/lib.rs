@@ -1,6 +1,7 @@
 //! Canopy: the backend of a live org-chart canvas for AI agent workspaces.
 //! See DESIGN.md for the event pipeline this crate is organized around.
 
+pub mod a2a;
 pub mod app;
 pub mod bench;
 pub mod commands;

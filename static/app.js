@@ -1123,10 +1123,15 @@
   const handlers = {
     WORKSPACE_PROVISIONING(id, p) {
       if (setFields(id, { status: 'provisioning' })) return;
-      // Role is not in this payload: add what we have and fetch the rest.
+      // Role is not in this payload: add what we have and fetch the rest. A child's x/y in
+      // this event are relative to its parent (the reference platform's convention); the
+      // store keeps absolute ones, as GET /workspaces does.
+      const parent = p.parent_id ? state.workspaces.get(String(p.parent_id)) : null;
       addWorkspace({
         id, name: p.name, tier: p.tier, runtime: p.runtime, parent_id: p.parent_id,
-        x: p.x, y: p.y, status: 'provisioning',
+        x: num(p.x) + (parent ? num(parent.x) : 0),
+        y: num(p.y) + (parent ? num(parent.y) : 0),
+        status: 'provisioning',
       });
       fetchWorkspace(id);
     },

@@ -45,10 +45,17 @@ pub fn log(tx: &mut Tx<'_>, workspace_id: Uuid, input: LogActivity) -> AppResult
         error_detail: input.error_detail,
         created_at: Utc::now(),
     };
-    activity::insert(tx.conn(), &row)?;
+    append_activity(tx, &row)?;
+    Ok(row.id)
+}
+
+/// Inserts an activity row and appends its ACTIVITY_LOGGED event, in the caller's transaction
+/// (which holds the stream lock).
+pub(crate) fn append_activity(tx: &mut Tx<'_>, row: &NewActivity) -> AppResult<()> {
+    activity::insert(tx.conn(), row)?;
     tx.append(NewEvent::new(
         EventKind::ActivityLogged,
-        workspace_id,
+        row.workspace_id,
         json!({
             "id": row.id,
             "activity_type": row.activity_type,
@@ -60,7 +67,7 @@ pub fn log(tx: &mut Tx<'_>, workspace_id: Uuid, input: LogActivity) -> AppResult
             "duration_ms": row.duration_ms,
         }),
     ))?;
-    Ok(row.id)
+    Ok(())
 }
 
 pub struct Notify {
@@ -81,7 +88,10 @@ pub fn notify(tx: &mut Tx<'_>, workspace_id: Uuid, input: Notify) -> AppResult<(
         id: Uuid::new_v4(),
         workspace_id,
         activity_type: ActivityType::A2aReceive.as_str().to_string(),
-        source_id: Some(workspace_id),
+        // Addressed to the people on the canvas: stored the way the reference stores it, with
+        // no source workspace, so the chat history loader
+        // (`?type=a2a_receive&source=canvas`, i.e. `source_id IS NULL`) finds it.
+        source_id: None,
         target_id: None,
         method: Some("notify".into()),
         summary: Some(truncate_utf8(&input.message, NOTIFY_SUMMARY_BYTES).to_string()),

@@ -2,8 +2,10 @@
 //! appends the events describing the change. Each takes parsed input (the boundary already
 //! validated it) and runs inside `AppState::execute`, which publishes what committed.
 
+pub mod a2a;
 pub mod activity;
 pub mod agents;
+pub mod approvals;
 pub mod canvas;
 pub mod registry;
 pub mod workspaces;

@@ -54,12 +54,30 @@ pub fn create(tx: &mut Tx<'_>, input: CreateWorkspace) -> AppResult<Uuid> {
             },
         )?;
     }
+    let (ex, ey) = event_position(tx, new.parent_id, x, y)?;
     tx.append(NewEvent::new(
         EventKind::WorkspaceProvisioning,
         id,
-        provisioning_payload(&new.name, new.tier, &new.runtime, new.parent_id, x, y),
+        provisioning_payload(&new.name, new.tier, &new.runtime, new.parent_id, ex, ey),
     ))?;
     Ok(id)
+}
+
+/// The position a WORKSPACE_PROVISIONING event carries: absolute for a root; for a child,
+/// relative to its parent's stored (absolute) position, the convention of the reference
+/// platform, whose canvas nests a child it learns of live inside its parent's coordinate space.
+/// `GET /workspaces` keeps absolute positions.
+fn event_position(
+    tx: &mut Tx<'_>,
+    parent_id: Option<Uuid>,
+    x: f64,
+    y: f64,
+) -> AppResult<(f64, f64)> {
+    let Some(parent) = parent_id else {
+        return Ok((x, y));
+    };
+    let origin = ws::find_layout(tx.conn(), parent)?.map_or((0.0, 0.0), |l| (l.x, l.y));
+    Ok((x - origin.0, y - origin.1))
 }
 
 fn provisioning_payload(
@@ -262,17 +280,11 @@ pub fn resume(tx: &mut Tx<'_>, id: Uuid) -> AppResult<usize> {
             y: 0.0,
             collapsed: false,
         });
+        let (x, y) = event_position(tx, row.parent(), layout.x, layout.y)?;
         tx.append(NewEvent::new(
             EventKind::WorkspaceProvisioning,
             row.id.0,
-            provisioning_payload(
-                &row.name,
-                row.tier,
-                &row.runtime,
-                row.parent(),
-                layout.x,
-                layout.y,
-            ),
+            provisioning_payload(&row.name, row.tier, &row.runtime, row.parent(), x, y),
         ))?;
         resumed += 1;
     }

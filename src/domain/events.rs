@@ -20,10 +20,13 @@ pub enum EventKind {
     TaskUpdated,
     ActivityLogged,
     AgentMessage,
+    ApprovalRequested,
+    ApprovalEscalated,
+    ApprovalDecided,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::WorkspaceProvisioning,
         EventKind::WorkspaceOnline,
         EventKind::WorkspaceOffline,
@@ -42,6 +45,9 @@ impl EventKind {
         EventKind::TaskUpdated,
         EventKind::ActivityLogged,
         EventKind::AgentMessage,
+        EventKind::ApprovalRequested,
+        EventKind::ApprovalEscalated,
+        EventKind::ApprovalDecided,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -64,6 +70,9 @@ impl EventKind {
             EventKind::TaskUpdated => "TASK_UPDATED",
             EventKind::ActivityLogged => "ACTIVITY_LOGGED",
             EventKind::AgentMessage => "AGENT_MESSAGE",
+            EventKind::ApprovalRequested => "APPROVAL_REQUESTED",
+            EventKind::ApprovalEscalated => "APPROVAL_ESCALATED",
+            EventKind::ApprovalDecided => "APPROVAL_DECIDED",
         }
     }
 
@@ -72,7 +81,8 @@ impl EventKind {
     }
 
     /// Structural events are kept forever in `structure_events`; the rest live only in the
-    /// pruned `live_events`.
+    /// pruned `live_events`. Approval events are live-only: `approval_requests` is their
+    /// durable record.
     pub fn is_structural(self) -> bool {
         !matches!(
             self,
@@ -80,6 +90,9 @@ impl EventKind {
                 | EventKind::TaskUpdated
                 | EventKind::ActivityLogged
                 | EventKind::AgentMessage
+                | EventKind::ApprovalRequested
+                | EventKind::ApprovalEscalated
+                | EventKind::ApprovalDecided
         )
     }
 }

@@ -220,6 +220,41 @@ impl ActivityType {
     }
 }
 
+/// An activity type used as a *filter* (`GET /workspaces/:id/activity?type=`): any sane name,
+/// known or not, because the reference platform answers 200 `[]` for a type it has no rows of
+/// (its canvas polls `type=delegation`). Sane means 1 to 64 bytes of ASCII letters, digits,
+/// `_`, `-` and `.`; anything else is a 400 naming the field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivityTypeFilter(String);
+
+impl ActivityTypeFilter {
+    /// Longest accepted filter value, in bytes.
+    pub const MAX_BYTES: usize = 64;
+
+    pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
+        if raw.is_empty() || raw.len() > Self::MAX_BYTES {
+            return Err(FieldError::new(
+                field,
+                format!("must be 1 to {} bytes", Self::MAX_BYTES),
+            ));
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            return Err(FieldError::new(
+                field,
+                "may contain only ASCII letters, digits, '_', '-' and '.'",
+            ));
+        }
+        Ok(ActivityTypeFilter(raw.to_string()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Truncates to at most `max_bytes` without splitting a UTF-8 character.
 pub fn truncate_utf8(s: &str, max_bytes: usize) -> &str {
     if s.len() <= max_bytes {
@@ -267,6 +302,17 @@ mod tests {
     fn activity_type_error_names_allowed_values() {
         let err = ActivityType::parse("activity_type", "nope").unwrap_err();
         assert!(err.reason.contains("a2a_send") && err.reason.contains("memory_write"));
+    }
+
+    #[test]
+    fn activity_type_filters_accept_unknown_but_sane_names() {
+        assert!(ActivityTypeFilter::parse("type", "delegation").is_ok());
+        assert!(ActivityTypeFilter::parse("type", "a2a_receive").is_ok());
+        assert!(ActivityTypeFilter::parse("type", "").is_err());
+        assert!(ActivityTypeFilter::parse("type", &"a".repeat(65)).is_err());
+        assert!(ActivityTypeFilter::parse("type", "a b").is_err());
+        assert!(ActivityTypeFilter::parse("type", "x'--").is_err());
+        assert!(ActivityTypeFilter::parse("type", "é").is_err());
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::activity::{self as commands, LogActivity, Notify};
 use crate::domain::ids::parse_uuid;
-use crate::domain::validation::{limits, ActivityType, FieldError};
+use crate::domain::validation::{limits, ActivityType, ActivityTypeFilter, FieldError};
 use crate::error::{AppError, AppResult};
 use crate::store::activity::{self, ActivityFilter};
 
@@ -34,7 +34,7 @@ pub async fn list(
     let activity_type = query
         .activity_type
         .as_deref()
-        .map(|t| ActivityType::parse("type", t))
+        .map(|t| ActivityTypeFilter::parse("type", t))
         .transpose()?;
     let from_agent = match query.source.as_deref() {
         None => None,

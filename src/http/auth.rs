@@ -77,19 +77,29 @@ pub enum Caller {
     Admin,
     /// A workspace proven by its token.
     Workspace(Uuid),
-    /// Open mode, or a workspace that holds no token yet, reached without credentials.
+    /// An agent call without credentials, allowed in open mode for a workspace that holds no
+    /// token yet (it gets one from its first register).
     Anonymous,
 }
 
 /// What a "workspace or admin" call does.
+///
+/// Whoever holds admin access — the admin token, or anyone while the server runs open (open
+/// mode is loopback-only unless explicitly allowed, and mutating browser requests are held to
+/// the allowed origins at the edge) — passes every `Read` and `Write` check: the canvas *is*
+/// the admin. Only `Agent` checks, which identify the caller as a workspace's own agent, keep
+/// asking for that workspace's token in open mode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Access {
-    /// Reading (activity lists, peers): the canvas does this, and in open mode the canvas is
-    /// the admin.
+    /// Reading a workspace's data (activity lists, peers, secret names, approvals).
     Read,
-    /// Acting as the agent (heartbeat, activity, notify): needs the workspace's token once one
-    /// is issued, even in open mode.
+    /// Changing a workspace's data (activity, notify, secrets, update-card, approvals).
     Write,
+    /// Acting *as* the workspace's agent (heartbeat, an agent WebSocket, discover or the A2A
+    /// proxy with `X-Workspace-ID`): the admin token or the workspace's own token; without a
+    /// token only while the workspace holds no live token and the server runs open (the
+    /// reference's lazy bootstrap: an agent gets its first token from register).
+    Agent,
 }
 
 /// What a request presents, read once from it so the token check can run inside the same
@@ -170,9 +180,14 @@ pub fn heartbeat_proves_workspace(
     Ok(proven)
 }
 
-/// Authorizes a call on behalf of `workspace_id` ("workspace or admin" routes). A workspace
-/// that holds a live token needs that token (or the admin's) to be acted for; one that holds
-/// none is reachable by the admin, or by anyone while the server runs open.
+/// Authorizes a call on behalf of `workspace_id` ("workspace or admin" routes).
+///
+/// - The admin token passes, as [`Caller::Admin`].
+/// - A bearer token that is not the admin's must be `workspace_id`'s own live token (401
+///   `invalid workspace auth token` otherwise), also in open mode.
+/// - Without a token: open mode is admin access for `Read` and `Write`; for `Agent` it passes
+///   only while the workspace holds no live token (401 `missing workspace auth token` once it
+///   does). With an admin token configured, no token is 401 `missing workspace auth token`.
 pub fn authorize_blocking(
     conn: &mut DbConnection,
     credentials: &Credentials,
@@ -190,7 +205,7 @@ pub fn authorize_blocking(
                 "invalid workspace auth token".into(),
             )),
         },
-        None if credentials.open && access == Access::Read => Ok(Caller::Anonymous),
+        None if credentials.open && access != Access::Agent => Ok(Caller::Admin),
         None if tokens::has_live_token(conn, workspace_id)? => Err(missing()),
         None if credentials.open => Ok(Caller::Anonymous),
         None => Err(missing()),

@@ -1,7 +1,9 @@
 //! HTTP: one file per resource. Handlers extract, call a command, map the result.
 
+pub mod a2a;
 pub mod activity;
 pub mod agents;
+pub mod approvals;
 pub mod auth;
 pub mod body;
 pub mod boundary;
@@ -47,6 +49,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/workspaces/{id}/activity", web::get().to(activity::list))
         .route("/workspaces/{id}/activity", web::post().to(activity::log))
         .route("/workspaces/{id}/notify", web::post().to(activity::notify))
+        .route("/workspaces/{id}/a2a", web::post().to(a2a::proxy))
+        .route(
+            "/workspaces/{id}/approvals",
+            web::post().to(approvals::create),
+        )
+        .route("/workspaces/{id}/approvals", web::get().to(approvals::list))
+        .route(
+            "/workspaces/{id}/approvals/{approval_id}/decide",
+            web::post().to(approvals::decide),
+        )
+        .route("/approvals/pending", web::get().to(approvals::list_pending))
         .route("/workspaces/{id}/agent", web::post().to(agents::assign))
         .route("/workspaces/{id}/agent", web::patch().to(agents::replace))
         .route("/workspaces/{id}/agent", web::delete().to(agents::remove))
@@ -132,6 +145,8 @@ pub fn cors(config: &Config) -> Cors {
             header::HeaderName::from_static("x-molecule-org-slug"),
             header::AUTHORIZATION,
             header::HeaderName::from_static("x-workspace-id"),
+            // The A2A proxy's per-request timeout (seconds), as the reference takes it.
+            header::HeaderName::from_static("x-timeout"),
         ])
         .supports_credentials()
         .max_age(3600)

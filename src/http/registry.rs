@@ -198,7 +198,7 @@ pub async fn heartbeat(
     let quiet_beat = std::sync::Arc::clone(&beat);
     let outcome = state
         .read(move |c| {
-            let authorized = authorize_blocking(c, &credentials, id, Access::Write);
+            let authorized = authorize_blocking(c, &credentials, id, Access::Agent);
             let row = commands::agent_workspace(c, id)?;
             authorized?;
             commands::heartbeat_quiet(c, &row, &quiet_beat)
@@ -258,7 +258,7 @@ pub async fn discover(
         .and_then(parse_uuid)
         .ok_or_else(AppError::invalid_workspace_id)?;
     let target = workspace_id(&path)?;
-    authorize_workspace(&req, &state, caller, Access::Write).await?;
+    authorize_workspace(&req, &state, caller, Access::Agent).await?;
     let (allowed, found) = state
         .read(move |c| {
             Ok((

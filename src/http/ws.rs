@@ -40,7 +40,7 @@ pub async fn connect(
             if !exists {
                 return Err(AppError::workspace_not_found());
             }
-            authorize_workspace(&req, &state, id, Access::Write).await?;
+            authorize_workspace(&req, &state, id, Access::Agent).await?;
             Subscriber::Workspace(id)
         }
         None => {

@@ -3,6 +3,7 @@
 
 pub mod activity;
 pub mod agents;
+pub mod approvals;
 pub mod canvas;
 pub mod connection;
 pub mod events;

@@ -189,11 +189,31 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::*;
+
+    approval_requests (id) {
+        id -> SqlUuid,
+        workspace_id -> SqlUuid,
+        task_id -> Nullable<Text>,
+        action -> Text,
+        reason -> Nullable<Text>,
+        context -> SqlJson,
+        status -> Text,
+        decided_by -> Nullable<Text>,
+        decided_at -> Nullable<SqlTimestamp>,
+        created_at -> SqlTimestamp,
+        expires_at -> SqlTimestamp,
+    }
+}
+
 diesel::joinable!(canvas_layouts -> workspaces (workspace_id));
 diesel::joinable!(agents -> workspaces (workspace_id));
 diesel::joinable!(activity_logs -> workspaces (workspace_id));
 diesel::joinable!(workspace_secrets -> workspaces (workspace_id));
 diesel::joinable!(workspace_auth_tokens -> workspaces (workspace_id));
+diesel::joinable!(approval_requests -> workspaces (workspace_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     workspaces,
@@ -208,4 +228,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     live_events,
     leader_leases,
     stream_meta,
+    approval_requests,
 );

@@ -74,7 +74,12 @@ async fn log_and_list_activity_with_filters() {
         1
     );
     assert_eq!(app.get(&format!("{path}?source=robot")).await.0, 400);
-    assert_eq!(app.get(&format!("{path}?type=nope")).await.0, 400);
+    assert_eq!(
+        app.get(&format!("{path}?type=nope")).await,
+        (200, json!([])),
+        "a type is a filter"
+    );
+    assert_eq!(app.get(&format!("{path}?type=no%20pe")).await.0, 400);
 
     // The event carries the new row's id.
     let events = app.live_events().await;

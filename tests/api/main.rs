@@ -4,8 +4,10 @@
 
 mod helpers;
 
+mod a2a;
 mod activity;
 mod agents;
+mod approvals;
 mod bench_smoke;
 mod boundary_ws;
 mod browser;
@@ -14,4 +16,5 @@ mod hardening;
 mod realtime;
 mod registry;
 mod secrets;
+mod wire_gaps;
 mod workspaces;

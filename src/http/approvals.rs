@@ -1,0 +1,151 @@
+//! Approvals: an agent asks a person before it acts (`POST /workspaces/:id/approvals`), the
+//! canvas lists what waits (`GET /approvals/pending`, polled by the reference canvas every
+//! 10 s) and a person decides (`POST /workspaces/:id/approvals/:approval_id/decide`).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::auth::{authorize_workspace, require_admin, Access};
+use super::body::{FieldLimit, Json, JsonBody, Query};
+use super::workspace_id;
+use crate::app::AppState;
+use crate::commands::approvals as commands;
+use crate::domain::approvals::{self, parse_decided_by, Decision, NewApproval};
+use crate::domain::ids::parse_uuid;
+use crate::domain::validation::{limits, FieldError};
+use crate::error::{AppError, AppResult};
+use crate::store::approvals as store;
+
+/// Requests listed when `?limit=` is absent.
+pub const DEFAULT_APPROVALS_LIMIT: i64 = 50;
+/// Most requests one list returns.
+pub const MAX_APPROVALS_LIMIT: i64 = 500;
+
+#[derive(Deserialize)]
+pub struct CreateBody {
+    action: Option<String>,
+    reason: Option<String>,
+    task_id: Option<String>,
+    context: Option<Value>,
+}
+
+impl JsonBody for CreateBody {
+    const NULLABLE: &'static [&'static str] = &["reason", "task_id", "context"];
+    const LIMITS: &'static [FieldLimit] = &[
+        ("action", approvals::ACTION_MAX_BYTES),
+        ("reason", approvals::REASON_MAX_BYTES),
+        ("task_id", approvals::TASK_ID_MAX_BYTES),
+        ("context", approvals::CONTEXT_MAX_BYTES),
+    ];
+}
+
+/// `POST /workspaces/:id/approvals` (the workspace's agent or the admin) → 201
+/// `{"approval_id","status":"pending"}`.
+#[tracing::instrument(skip_all, fields(workspace_id = %path))]
+pub async fn create(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    Json(body): Json<CreateBody>,
+) -> AppResult<HttpResponse> {
+    let id = workspace_id(&path)?;
+    authorize_workspace(&req, &state, id, Access::Write).await?;
+    let new = NewApproval::parse(body.action, body.reason, body.task_id, body.context)?;
+    let timeout = state.config.approval_timeout;
+    let approval_id = state
+        .execute(move |tx| commands::request(tx, id, new, timeout))
+        .await?;
+    Ok(HttpResponse::Created().json(json!({ "approval_id": approval_id, "status": "pending" })))
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    limit: Option<i64>,
+}
+
+fn limit(query: &ListQuery) -> Result<i64, FieldError> {
+    match query.limit {
+        None => Ok(DEFAULT_APPROVALS_LIMIT),
+        Some(n) if n >= 1 => Ok(n.min(MAX_APPROVALS_LIMIT)),
+        Some(_) => Err(FieldError::new("limit", "must be a positive integer")),
+    }
+}
+
+/// `GET /workspaces/:id/approvals`: the workspace's requests, newest first.
+pub async fn list(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<String>,
+    query: Query<ListQuery>,
+) -> AppResult<HttpResponse> {
+    let id = workspace_id(&path)?;
+    authorize_workspace(&req, &state, id, Access::Read).await?;
+    let limit = limit(&query)?;
+    let rows = state
+        .read(move |c| {
+            if crate::store::workspaces::find_row(c, id)?.is_none() {
+                return Err(AppError::workspace_not_found());
+            }
+            Ok(store::list_for_workspace(c, id, limit)?)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// `GET /approvals/pending` (admin): every live workspace's pending requests with the
+/// workspace's name, newest first. Reading never decides anything: expiry is the lease
+/// holder's job.
+pub async fn list_pending(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    query: Query<ListQuery>,
+) -> AppResult<HttpResponse> {
+    require_admin(&req, &state)?;
+    let limit = limit(&query)?;
+    let rows = state
+        .read(move |c| Ok(store::list_pending(c, limit)?))
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+#[derive(Deserialize)]
+pub struct DecideBody {
+    decision: Option<String>,
+    decided_by: Option<String>,
+}
+
+impl JsonBody for DecideBody {
+    const NULLABLE: &'static [&'static str] = &["decided_by"];
+    const LIMITS: &'static [FieldLimit] = &[
+        ("decision", limits::WORD),
+        ("decided_by", approvals::DECIDED_BY_MAX_BYTES),
+    ];
+}
+
+/// `POST /workspaces/:id/approvals/:approval_id/decide` (admin: a person on the canvas) →
+/// 200 `{"status":<decision>,"approval_id"}`; 409 with the first decision if it was decided
+/// already; 404 for an unknown request or one of another workspace.
+#[tracing::instrument(skip_all, fields(workspace_id = %path.0, approval_id = %path.1))]
+pub async fn decide(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    path: web::Path<(String, String)>,
+    Json(body): Json<DecideBody>,
+) -> AppResult<HttpResponse> {
+    require_admin(&req, &state)?;
+    let id = workspace_id(&path.0)?;
+    let approval_id =
+        parse_uuid(&path.1).ok_or_else(|| AppError::BadRequest("invalid approval ID".into()))?;
+    let decision = Decision::parse(body.decision.as_deref().unwrap_or_default())?;
+    let decided_by = parse_decided_by(body.decided_by)?;
+    let decided = state
+        .execute(move |tx| commands::decide(tx, id, approval_id, decision, decided_by))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "status": decided.status,
+        "approval_id": decided.id,
+        "decided_by": decided.decided_by,
+        "decided_at": decided.decided_at,
+    })))
+}
