@@ -1,4 +1,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::{ErrorBody, StatusBody};
+use crate::store::activity::Activity;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -15,7 +19,8 @@ use crate::store::activity::{self, ActivityFilter};
 pub const DEFAULT_ACTIVITY_LIMIT: i64 = 100;
 pub const MAX_ACTIVITY_LIMIT: i64 = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     #[serde(rename = "type")]
     activity_type: Option<String>,
@@ -23,6 +28,21 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{id}/activity",
+    tag = "activity",
+    summary = "The workspace's activity, newest first",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ListQuery),
+    responses(
+        (status = 200, description = "The activity rows", body = Vec<Activity>),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -71,7 +91,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LogBody {
     activity_type: Option<String>,
     method: Option<String>,
@@ -91,6 +111,26 @@ fn optional_uuid(field: &str, raw: Option<&str>) -> Result<Option<uuid::Uuid>, F
         .transpose()
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/activity",
+    tag = "activity",
+    summary = "Log an activity (an agent reporting)",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = LogBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"logged\", \"id\"}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn log(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -139,7 +179,7 @@ pub async fn log(
     Ok(HttpResponse::Ok().json(json!({ "status": "logged", "id": activity_id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NotifyBody {
     message: Option<String>,
     #[serde(default)]
@@ -183,6 +223,25 @@ fn parse_attachments(raw: Vec<Value>) -> Result<Vec<Value>, FieldError> {
         .collect()
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/notify",
+    tag = "activity",
+    summary = "Message the people watching the canvas",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = NotifyBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"sent\"}`", body = StatusBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn notify(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -1,4 +1,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
+use utoipa::ToSchema;
+
+use super::openapi::{ErrorBody, StatusBody};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -10,6 +13,18 @@ use crate::domain::validation::{parse_coordinate, parse_zoom};
 use crate::error::AppResult;
 use crate::store::canvas::{self, Viewport};
 
+#[utoipa::path(
+    get,
+    path = "/canvas/viewport",
+    tag = "canvas",
+    summary = "The saved canvas viewport",
+    responses(
+        (status = 200, description = "`{\"x\", \"y\", \"zoom\"}`", body = ViewportBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn get_viewport(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
     let v = state.read(|c| Ok(canvas::viewport(c)?)).await?;
@@ -17,13 +32,29 @@ pub async fn get_viewport(req: HttpRequest, state: web::Data<AppState>) -> AppRe
         .json(json!({ "x": json_number(v.x), "y": json_number(v.y), "zoom": json_number(v.zoom) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ViewportBody {
     x: f64,
     y: f64,
     zoom: f64,
 }
 
+#[utoipa::path(
+    put,
+    path = "/canvas/viewport",
+    tag = "canvas",
+    summary = "Save the canvas viewport (zoom in (0, 10])",
+    request_body(content = ViewportBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"saved\"}`", body = StatusBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn put_viewport(
     req: HttpRequest,
     state: web::Data<AppState>,

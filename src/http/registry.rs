@@ -1,5 +1,9 @@
 //! The agent registry: register, heartbeat, update-card, discovery.
 
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::{ErrorBody, StatusBody};
+use crate::store::workspaces::Workspace;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -36,7 +40,7 @@ async fn require_agent_workspace(state: &AppState, id: Uuid) -> AppResult<()> {
         .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RegisterBody {
     id: Option<String>,
     url: Option<String>,
@@ -56,6 +60,25 @@ fn parse_agent_url(raw: Option<&str>) -> Result<String, FieldError> {
     Ok(raw.to_string())
 }
 
+#[utoipa::path(
+    post,
+    path = "/registry/register",
+    tag = "registry",
+    summary = "Register an agent; the first call returns its token (shown once)",
+    request_body(content = RegisterBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"registered\", \"auth_token\"?}`", body = Object),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn register(
     req: HttpRequest,
@@ -103,7 +126,7 @@ pub async fn register(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct HeartbeatBody {
     workspace_id: Option<String>,
     error_rate: Option<f64>,
@@ -160,6 +183,24 @@ impl TryFrom<HeartbeatBody> for Heartbeat {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/registry/heartbeat",
+    tag = "registry",
+    summary = "Heartbeat (every 30 s)",
+    request_body(content = HeartbeatBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\"}`", body = StatusBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn heartbeat(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -209,12 +250,30 @@ pub async fn heartbeat(
     Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct UpdateCardBody {
     workspace_id: Option<String>,
     agent_card: Option<Value>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/registry/update-card",
+    tag = "registry",
+    summary = "Replace the agent's card",
+    request_body(content = UpdateCardBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"updated\"}`", body = StatusBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn update_card(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -233,6 +292,22 @@ pub async fn update_card(
     Ok(HttpResponse::Ok().json(json!({ "status": "updated" })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/registry/discover/{id}",
+    tag = "registry",
+    summary = "Find a workspace the caller may talk to",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("X-Workspace-ID" = String, Header, format = Uuid, description = "The calling workspace")),
+    responses(
+        (status = 200, description = "`{\"id\", \"url\", \"name\"}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("workspace_token" = [], "workspace_id" = []), ("admin_token" = [], "workspace_id" = []), ("workspace_id" = [])),
+)]
 pub async fn discover(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -265,11 +340,27 @@ pub async fn discover(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PeersQuery {
     q: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/registry/{id}/peers",
+    tag = "registry",
+    summary = "The workspace's siblings, children and parent",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), PeersQuery),
+    responses(
+        (status = 200, description = "The peers", body = Vec<Workspace>),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn peers(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -317,12 +408,26 @@ pub async fn peers(
     Ok(HttpResponse::Ok().json(peers))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CheckAccessBody {
     caller_id: Option<String>,
     target_id: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/registry/check-access",
+    tag = "registry",
+    summary = "Whether two workspaces may communicate",
+    request_body(content = CheckAccessBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"allowed\": bool}`", body = Object),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+)]
 pub async fn check_access(
     state: web::Data<AppState>,
     Json(body): Json<CheckAccessBody>,

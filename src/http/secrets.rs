@@ -3,6 +3,10 @@
 //! Values go in and are sealed before they reach the store; they never come out of the API.
 //! Only ids and key names are logged.
 
+use utoipa::ToSchema;
+
+use super::openapi::{ErrorBody, StatusBody};
+use crate::secrets::SecretSummary;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde_json::{json, Value};
@@ -24,6 +28,7 @@ use crate::store::{secrets as store, workspaces, StoreError};
 ///
 /// Read from a JSON value by hand rather than derived: serde's type errors quote the input
 /// (``invalid type: integer `1234` ``), and that input may be the secret. No `Debug` either.
+#[derive(ToSchema)]
 struct SecretBody {
     key: Option<String>,
     value: Option<String>,
@@ -77,6 +82,21 @@ fn deleted() -> HttpResponse {
 
 // --- Workspace secrets ---
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{id}/secrets",
+    tag = "secrets",
+    summary = "The workspace's secret names, global ones merged in (never values)",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "Secret names", body = Vec<SecretSummary>),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn list_workspace(
     req: HttpRequest,
@@ -96,6 +116,25 @@ pub async fn list_workspace(
     Ok(HttpResponse::Ok().json(merged_listing(own, globals)))
 }
 
+#[utoipa::path(
+    method(post, put),
+    path = "/workspaces/{id}/secrets",
+    tag = "secrets",
+    summary = "Save a workspace secret",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = SecretBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
+        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn put_workspace(
     req: HttpRequest,
@@ -109,6 +148,25 @@ pub async fn put_workspace(
     save_workspace(&state, id, key, value).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/workspaces/{id}/secrets/{key}",
+    tag = "secrets",
+    summary = "Save a workspace secret by name",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("key" = String, Path, description = "Secret name: `[A-Za-z_][A-Za-z0-9_]{0,127}`")),
+    request_body(content = SecretBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
+        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path.0))]
 pub async fn put_workspace_key(
     req: HttpRequest,
@@ -144,6 +202,22 @@ async fn save_workspace(
     Ok(saved(&key))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{id}/secrets/{key}",
+    tag = "secrets",
+    summary = "Delete a workspace secret",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("key" = String, Path, description = "Secret name: `[A-Za-z_][A-Za-z0-9_]{0,127}`")),
+    responses(
+        (status = 200, description = "`{\"status\": \"deleted\"}`", body = StatusBody),
+        (status = 404, description = "Workspace or secret not found", body = ErrorBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path.0))]
 pub async fn delete_workspace(
     req: HttpRequest,
@@ -169,6 +243,18 @@ pub async fn delete_workspace(
 
 // --- Global secrets ---
 
+#[utoipa::path(
+    get,
+    path = "/settings/secrets",
+    tag = "secrets",
+    summary = "Global secret names (never values)",
+    responses(
+        (status = 200, description = "Secret names", body = Vec<SecretSummary>),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn list_global(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
     let globals = state
@@ -177,6 +263,22 @@ pub async fn list_global(req: HttpRequest, state: web::Data<AppState>) -> AppRes
     Ok(HttpResponse::Ok().json(global_listing(globals)))
 }
 
+#[utoipa::path(
+    method(post, put),
+    path = "/settings/secrets",
+    tag = "secrets",
+    summary = "Save a global secret",
+    request_body(content = SecretBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
+        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn put_global(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -187,6 +289,23 @@ pub async fn put_global(
     save_global(&state, key, value).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/settings/secrets/{key}",
+    tag = "secrets",
+    summary = "Save a global secret by name",
+    params(("key" = String, Path, description = "Secret name: `[A-Za-z_][A-Za-z0-9_]{0,127}`")),
+    request_body(content = SecretBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
+        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn put_global_key(
     req: HttpRequest,
@@ -223,6 +342,21 @@ async fn save_global(
     Ok(saved(&key))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/settings/secrets/{key}",
+    tag = "secrets",
+    summary = "Delete a global secret",
+    params(("key" = String, Path, description = "Secret name: `[A-Za-z_][A-Za-z0-9_]{0,127}`")),
+    responses(
+        (status = 200, description = "`{\"status\": \"deleted\"}`", body = StatusBody),
+        (status = 404, description = "Secret not found", body = ErrorBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn delete_global(
     req: HttpRequest,

@@ -1,4 +1,8 @@
 use actix_web::{web, HttpRequest, HttpResponse};
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::{ErrorBody, StatusBody};
+use crate::store::workspaces::Workspace;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -15,13 +19,13 @@ use crate::domain::validation::{
 use crate::error::{AppError, AppResult};
 use crate::store::{events as stream, workspaces as ws};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CanvasPosition {
     x: f64,
     y: f64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateBody {
     name: Option<String>,
     role: Option<String>,
@@ -73,6 +77,23 @@ impl TryFrom<CreateBody> for CreateWorkspace {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces",
+    tag = "workspaces",
+    summary = "Create a workspace (status provisioning)",
+    request_body(content = CreateBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created: `{\"id\", \"status\": \"provisioning\"}`", body = Object),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     req: HttpRequest,
@@ -87,12 +108,41 @@ pub async fn create(
         .json(json!({ "id": id, "status": WorkspaceStatus::Provisioning.as_str() })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces",
+    tag = "workspaces",
+    summary = "All live workspaces, oldest first, layout inlined",
+    responses(
+        (status = 200, description = "The workspaces", body = Vec<Workspace>),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
     let all = state.read(|c| Ok(ws::list_live(c)?)).await?;
     Ok(HttpResponse::Ok().json(all))
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{id}",
+    tag = "workspaces",
+    summary = "One workspace",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "The workspace", body = Workspace),
+        (status = 301, description = "Removed and replaced: `Location` and `forwarded_to` name the new one", body = ErrorBody),
+        (status = 410, description = "Removed: the body carries its last event", body = ErrorBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -128,7 +178,7 @@ pub async fn get(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PatchBody {
     name: Option<String>,
     #[serde(default, deserialize_with = "double_option")]
@@ -173,6 +223,26 @@ impl TryFrom<PatchBody> for WorkspacePatch {
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/workspaces/{id}",
+    tag = "workspaces",
+    summary = "Change any of name, role, tier, runtime, parent_id, collapsed, x+y (all or nothing)",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = PatchBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"updated\"}`", body = StatusBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn patch(
     req: HttpRequest,
@@ -189,11 +259,29 @@ pub async fn patch(
     Ok(HttpResponse::Ok().json(json!({ "status": "updated" })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
     confirm: Option<String>,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{id}",
+    tag = "workspaces",
+    summary = "Remove a workspace (and, with confirm, its descendants)",
+    params(DeleteQuery, ("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "`{\"status\": \"removed\", \"cascade_deleted\": n}`", body = Object),
+        (status = 409, description = "`confirmation_required`: it has children and `confirm` was not given", body = ErrorBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn delete(
     req: HttpRequest,
@@ -213,6 +301,23 @@ pub async fn delete(
         .json(json!({ "status": "removed", "cascade_deleted": removal.cascade_deleted() })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/pause",
+    tag = "workspaces",
+    summary = "Pause a workspace and its descendants",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "`{\"status\": \"paused\", \"paused_count\": n}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn pause(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -224,6 +329,23 @@ pub async fn pause(
     Ok(HttpResponse::Ok().json(json!({ "status": "paused", "paused_count": paused })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/resume",
+    tag = "workspaces",
+    summary = "Resume a paused workspace and its descendants",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "`{\"status\": \"provisioning\", \"resumed_count\": n}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn resume(
     req: HttpRequest,
     state: web::Data<AppState>,
