@@ -22,9 +22,12 @@ pub const MAX_ACTIVITY_LIMIT: i64 = 500;
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(value_type = Option<ActivityType>)]
     #[serde(rename = "type")]
     activity_type: Option<String>,
+    #[param(pattern = "^(canvas|agent)$")]
     source: Option<String>,
+    #[param(minimum = 1)]
     limit: Option<i64>,
 }
 
@@ -93,13 +96,17 @@ pub async fn list(
 
 #[derive(Deserialize, ToSchema)]
 pub struct LogBody {
+    #[schema(required = true, nullable = false, value_type = ActivityType)]
     activity_type: Option<String>,
     method: Option<String>,
     summary: Option<String>,
+    #[schema(format = Uuid)]
     source_id: Option<String>,
+    #[schema(format = Uuid)]
     target_id: Option<String>,
     status: Option<String>,
     error_detail: Option<String>,
+    #[schema(minimum = 0, maximum = 2147483647)]
     duration_ms: Option<i64>,
     request_body: Option<Value>,
     response_body: Option<Value>,
@@ -181,9 +188,25 @@ pub async fn log(
 
 #[derive(Deserialize, ToSchema)]
 pub struct NotifyBody {
+    #[schema(required = true, nullable = false, min_length = 1)]
     message: Option<String>,
+    #[schema(value_type = Vec<Attachment>)]
     #[serde(default)]
     attachments: Vec<Value>,
+}
+
+/// A file sent with a notification (read from the JSON by hand, see `parse_attachments`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Attachment {
+    #[schema(min_length = 1)]
+    uri: String,
+    #[schema(min_length = 1)]
+    name: String,
+    #[schema(rename = "mimeType")]
+    mime_type: Option<String>,
+    #[schema(minimum = 0)]
+    size: Option<u64>,
 }
 
 /// Each attachment: `{uri, name, mimeType?, size?}`; errors name `attachment[i]`.

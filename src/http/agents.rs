@@ -16,6 +16,7 @@ use crate::error::AppResult;
 
 #[derive(Deserialize, ToSchema)]
 pub struct ModelBody {
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 100)]
     model: Option<String>,
 }
 
@@ -124,6 +125,7 @@ pub async fn remove(
 
 #[derive(Deserialize, ToSchema)]
 pub struct MoveBody {
+    #[schema(required = true, nullable = false, format = Uuid)]
     target_workspace_id: Option<String>,
 }
 

@@ -36,6 +36,7 @@ pub async fn get_viewport(req: HttpRequest, state: web::Data<AppState>) -> AppRe
 pub struct ViewportBody {
     x: f64,
     y: f64,
+    #[schema(exclusive_minimum = 0, maximum = 10)]
     zoom: f64,
 }
 

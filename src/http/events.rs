@@ -17,6 +17,7 @@ pub const MAX_EVENTS_LIMIT: i64 = 1000;
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     before_seq: Option<i64>,
 }

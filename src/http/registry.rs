@@ -42,8 +42,15 @@ async fn require_agent_workspace(state: &AppState, id: Uuid) -> AppResult<()> {
 
 #[derive(Deserialize, ToSchema)]
 pub struct RegisterBody {
+    #[schema(required = true, nullable = false, format = Uuid)]
     id: Option<String>,
+    #[schema(
+        required = true,
+        nullable = false,
+        pattern = "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/.*)?$"
+    )]
     url: Option<String>,
+    #[schema(value_type = Object)]
     agent_card: Option<Value>,
 }
 
@@ -128,11 +135,17 @@ pub async fn register(
 
 #[derive(Deserialize, ToSchema)]
 pub struct HeartbeatBody {
+    #[schema(required = true, nullable = false, format = Uuid)]
     workspace_id: Option<String>,
+    #[schema(minimum = 0, maximum = 1)]
     error_rate: Option<f64>,
+    #[schema(max_length = 4096)]
     sample_error: Option<String>,
+    #[schema(minimum = 0, maximum = 2147483647)]
     active_tasks: Option<i64>,
+    #[schema(minimum = 0)]
     uptime_seconds: Option<i64>,
+    #[schema(max_length = 4096)]
     current_task: Option<String>,
 }
 
@@ -252,7 +265,9 @@ pub async fn heartbeat(
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateCardBody {
+    #[schema(required = true, nullable = false, format = Uuid)]
     workspace_id: Option<String>,
+    #[schema(required = true, nullable = false, value_type = Object)]
     agent_card: Option<Value>,
 }
 
@@ -410,7 +425,9 @@ pub async fn peers(
 
 #[derive(Deserialize, ToSchema)]
 pub struct CheckAccessBody {
+    #[schema(required = true, nullable = false, format = Uuid)]
     caller_id: Option<String>,
+    #[schema(required = true, nullable = false, format = Uuid)]
     target_id: Option<String>,
 }
 

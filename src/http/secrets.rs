@@ -30,7 +30,10 @@ use crate::store::{secrets as store, workspaces, StoreError};
 /// (``invalid type: integer `1234` ``), and that input may be the secret. No `Debug` either.
 #[derive(ToSchema)]
 struct SecretBody {
+    /// Under `/…/secrets/:key` optional (must match the path).
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
     key: Option<String>,
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 65536)]
     value: Option<String>,
 }
 
@@ -153,7 +156,7 @@ pub async fn put_workspace(
     path = "/workspaces/{id}/secrets/{key}",
     tag = "secrets",
     summary = "Save a workspace secret by name",
-    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("key" = String, Path, description = "Secret name: `[A-Za-z_][A-Za-z0-9_]{0,127}`")),
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("key" = String, Path, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$", description = "Secret name")),
     request_body(content = SecretBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
@@ -207,7 +210,7 @@ async fn save_workspace(
     path = "/workspaces/{id}/secrets/{key}",
     tag = "secrets",
     summary = "Delete a workspace secret",
-    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("key" = String, Path, description = "Secret name: `[A-Za-z_][A-Za-z0-9_]{0,127}`")),
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("key" = String, Path, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$", description = "Secret name")),
     responses(
         (status = 200, description = "`{\"status\": \"deleted\"}`", body = StatusBody),
         (status = 404, description = "Workspace or secret not found", body = ErrorBody),
@@ -294,7 +297,7 @@ pub async fn put_global(
     path = "/settings/secrets/{key}",
     tag = "secrets",
     summary = "Save a global secret by name",
-    params(("key" = String, Path, description = "Secret name: `[A-Za-z_][A-Za-z0-9_]{0,127}`")),
+    params(("key" = String, Path, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$", description = "Secret name")),
     request_body(content = SecretBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
@@ -347,7 +350,7 @@ async fn save_global(
     path = "/settings/secrets/{key}",
     tag = "secrets",
     summary = "Delete a global secret",
-    params(("key" = String, Path, description = "Secret name: `[A-Za-z_][A-Za-z0-9_]{0,127}`")),
+    params(("key" = String, Path, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$", description = "Secret name")),
     responses(
         (status = 200, description = "`{\"status\": \"deleted\"}`", body = StatusBody),
         (status = 404, description = "Secret not found", body = ErrorBody),

@@ -27,11 +27,17 @@ pub struct CanvasPosition {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateBody {
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
     name: Option<String>,
+    #[schema(max_length = 1000)]
     role: Option<String>,
+    #[schema(minimum = 1, maximum = 4)]
     tier: Option<i64>,
+    #[schema(max_length = 100)]
     runtime: Option<String>,
+    #[schema(min_length = 1, max_length = 100)]
     model: Option<String>,
+    #[schema(format = Uuid)]
     parent_id: Option<String>,
     canvas: Option<CanvasPosition>,
 }
@@ -180,12 +186,17 @@ pub async fn get(
 
 #[derive(Deserialize, ToSchema)]
 pub struct PatchBody {
+    #[schema(nullable = false, min_length = 1, max_length = 255)]
     name: Option<String>,
+    #[schema(max_length = 1000)]
     #[serde(default, deserialize_with = "double_option")]
     role: Option<Option<String>>,
+    #[schema(nullable = false, minimum = 1, maximum = 4)]
     tier: Option<i64>,
+    #[schema(max_length = 100)]
     #[serde(default, deserialize_with = "double_option")]
     runtime: Option<Option<String>>,
+    #[schema(format = Uuid)]
     #[serde(default, deserialize_with = "double_option")]
     parent_id: Option<Option<String>>,
     collapsed: Option<bool>,
@@ -262,6 +273,7 @@ pub async fn patch(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
+    #[param(pattern = "^(true|false|1|0)$")]
     confirm: Option<String>,
 }
 
