@@ -14,7 +14,7 @@ Checks (pass them to --checks):
                          secrets, the viewport, the workspace list) are the same before and after.
                          The run uses one worker, so requests are sequential and this is exact.
 
-Hooks steer generated UUIDs (path `id`s and id fields of bodies) to the seeded workspaces two
+Hooks steer generated UUIDs (path `id`s, `X-Workspace-ID` and id fields of bodies) to the seeded workspaces two
 times in three, so operations reach their handlers' logic instead of stopping at 404.
 """
 
@@ -61,6 +61,13 @@ def map_path_parameters(ctx, path_parameters):
             if name in path_parameters:
                 path_parameters[name] = _steer(path_parameters[name])
     return path_parameters
+
+
+@schemathesis.hook
+def map_headers(ctx, headers):
+    if headers and "X-Workspace-ID" in headers:
+        headers["X-Workspace-ID"] = _steer(headers["X-Workspace-ID"])
+    return headers
 
 
 @schemathesis.hook
