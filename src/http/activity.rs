@@ -1,19 +1,18 @@
 use actix_web::{web, HttpRequest, HttpResponse};
-use utoipa::{IntoParams, ToSchema};
-
-use super::openapi::{ErrorBody, StatusBody};
-use crate::store::activity::Activity;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{authorize_workspace, Access};
 use super::body::Json;
+use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::activity::{self as commands, LogActivity, Notify};
 use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{ActivityType, FieldError};
 use crate::error::{AppError, AppResult};
+use crate::store::activity::Activity;
 use crate::store::activity::{self, ActivityFilter};
 
 pub const DEFAULT_ACTIVITY_LIMIT: i64 = 100;

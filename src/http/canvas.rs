@@ -1,12 +1,11 @@
 use actix_web::{web, HttpRequest, HttpResponse};
-use utoipa::ToSchema;
-
-use super::openapi::{ErrorBody, StatusBody};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::require_admin;
 use super::body::Json;
+use super::openapi::{ErrorBody, StatusBody};
 use crate::app::AppState;
 use crate::domain::events::json_number;
 use crate::domain::validation::{parse_coordinate, parse_zoom};

@@ -1,15 +1,14 @@
 use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::openapi::ErrorBody;
-use crate::store::events::StructureEvent;
-use serde::Deserialize;
-
 use super::auth::require_admin;
+use super::openapi::ErrorBody;
 use super::workspace_id;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::store::events as stream;
+use crate::store::events::StructureEvent;
 
 pub const DEFAULT_EVENTS_LIMIT: i64 = 100;
 pub const MAX_EVENTS_LIMIT: i64 = 1000;

@@ -1,12 +1,9 @@
 //! The agent registry: register, heartbeat, update-card, discovery.
 
-use utoipa::{IntoParams, ToSchema};
-
-use super::openapi::{ErrorBody, StatusBody};
-use crate::store::workspaces::Workspace;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{
@@ -14,6 +11,7 @@ use super::auth::{
     is_admin_token, Access, Credentials,
 };
 use super::body::Json;
+use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::registry::{self as commands, Heartbeat, HeartbeatOutcome, Register};
@@ -21,6 +19,7 @@ use crate::domain::ids::parse_uuid;
 use crate::domain::validation::FieldError;
 use crate::error::{AppError, AppResult};
 use crate::store::tokens;
+use crate::store::workspaces::Workspace;
 use crate::store::workspaces::{self as ws, HeartbeatColumns};
 
 /// Longest `sample_error` / `current_task` kept from a heartbeat.

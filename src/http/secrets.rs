@@ -3,22 +3,21 @@
 //! Values go in and are sealed before they reach the store; they never come out of the API.
 //! Only ids and key names are logged.
 
-use utoipa::ToSchema;
-
-use super::openapi::{ErrorBody, StatusBody};
-use crate::secrets::SecretSummary;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{authorize_workspace, require_admin, Access};
 use super::body::Json;
+use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::workspaces::require_live;
 use crate::domain::validation::FieldError;
 use crate::error::{AppError, AppResult};
+use crate::secrets::SecretSummary;
 use crate::secrets::{
     global_listing, merged_listing, parse_value, seal, SecretBinding, SecretKey, SecretValue,
 };

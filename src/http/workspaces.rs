@@ -1,13 +1,11 @@
 use actix_web::{web, HttpRequest, HttpResponse};
-use utoipa::{IntoParams, ToSchema};
-
-use super::openapi::{ErrorBody, StatusBody};
-use crate::store::workspaces::Workspace;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::require_admin;
 use super::body::{double_option, Json};
+use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::workspaces::{self as commands, CreateWorkspace, WorkspacePatch};
@@ -17,6 +15,7 @@ use crate::domain::validation::{
     parse_coordinate, FieldError, ModelName, RuntimeName, Tier, WorkspaceName, WorkspaceRole,
 };
 use crate::error::{AppError, AppResult};
+use crate::store::workspaces::Workspace;
 use crate::store::{events as stream, workspaces as ws};
 
 #[derive(Deserialize, ToSchema)]

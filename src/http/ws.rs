@@ -1,16 +1,15 @@
 //! `GET /ws`: upgrade, authorize, and hand the socket to its own session task.
 
-use utoipa::IntoParams;
-
-use super::openapi::ErrorBody;
 use std::sync::Arc;
 
 use actix_web::body::BoxBody;
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::{authorize_workspace, bearer, is_admin_token, is_open, query_token, Access};
+use super::openapi::ErrorBody;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::realtime::outbound::{LiveGate, OutboundBody};
