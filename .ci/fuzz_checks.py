@@ -3,6 +3,7 @@
 Loaded through SCHEMATHESIS_HOOKS. Reads:
   CANOPY_FUZZ_URL   the server under test (http://127.0.0.1:PORT)
   CANOPY_FUZZ_IDS   comma-separated ids of workspaces seeded before the run
+  CANOPY_FUZZ_TOKEN the workspace token of the seeded agent
 
 Checks (pass them to --checks):
   json_error_body        every 4xx/5xx answers `Content-Type: application/json` with a JSON
@@ -14,8 +15,10 @@ Checks (pass them to --checks):
                          secrets, the viewport, the workspace list) are the same before and after.
                          The run uses one worker, so requests are sequential and this is exact.
 
-Hooks steer generated UUIDs (path `id`s, `X-Workspace-ID` and id fields of bodies) to the seeded workspaces two
-times in three, so operations reach their handlers' logic instead of stopping at 404.
+Hooks steer generated UUIDs (path `id`s, `X-Workspace-ID` and id fields of bodies) to the
+seeded workspaces two times in three, so operations reach their handlers' logic instead of
+stopping at 404, and send the seeded agent's token with one case in four and a wrong token with
+another (the server runs open, so the token paths are reached only this way).
 """
 
 import hashlib
@@ -28,6 +31,7 @@ import schemathesis
 
 BASE = os.environ.get("CANOPY_FUZZ_URL", "http://127.0.0.1:8080").rstrip("/")
 SEEDED = [i for i in os.environ.get("CANOPY_FUZZ_IDS", "").split(",") if i]
+TOKEN = os.environ.get("CANOPY_FUZZ_TOKEN", "")
 ID_FIELDS = {
     "id",
     "workspace_id",
@@ -76,6 +80,23 @@ def map_body(ctx, body):
         for name in ID_FIELDS & body.keys():
             body[name] = _steer(body[name])
     return body
+
+
+@schemathesis.hook
+def map_case(ctx, case):
+    headers = dict(case.headers or {})
+    if any(k.lower() == "authorization" for k in headers):
+        return case
+    seed = f"{case.method} {case.formatted_path} {case.query} {case.body!r}"
+    pick = hashlib.sha256(seed.encode()).digest()[2] % 4
+    if pick == 0 and TOKEN:
+        headers["Authorization"] = f"Bearer {TOKEN}"
+    elif pick == 1:
+        headers["Authorization"] = "Bearer fuzz-not-a-token"
+    else:
+        return case
+    case.headers = headers
+    return case
 
 
 def _get(path):
