@@ -175,7 +175,9 @@ pub fn parse_zoom(value: f64) -> Result<f64, FieldError> {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// An activity's kind; in the API its snake_case name (`a2a_send`, …).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(rename_all = "snake_case")]
 pub enum ActivityType {
     A2aSend,
     A2aReceive,

@@ -92,6 +92,31 @@ impl JsonBody for RpcBody {
     const LIMITS: &'static [FieldLimit] = &[];
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/a2a",
+    tag = "a2a",
+    summary = "Forward a JSON-RPC 2.0 A2A request to the workspace's agent and return its answer",
+    params(
+        ("id" = String, Path, format = Uuid, description = "Target workspace id"),
+        ("X-Timeout" = Option<u64>, Header, description = "Seconds to wait for the agent (0: the configured maximum)"),
+    ),
+    request_body(content = Object, content_type = "application/json", description = "A JSON-RPC 2.0 request (`jsonrpc`, `method`, `params`, `id`), or the canvas's bare `{method, params}`"),
+    responses(
+        (status = 200, description = "The agent's JSON-RPC answer", body = Object),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = super::openapi::ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = super::openapi::ErrorBody),
+        (status = 403, description = "The hierarchy forbids this caller", body = super::openapi::ErrorBody),
+        (status = 404, description = "Workspace not found", body = super::openapi::ErrorBody),
+        (status = 410, description = "The workspace was removed", body = super::openapi::ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = super::openapi::ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = super::openapi::ErrorBody),
+        (status = 502, description = "The agent is unreachable or failed", body = super::openapi::ErrorBody),
+        (status = 503, description = "Paused, offline or no URL; or the database is unavailable", body = super::openapi::ErrorBody),
+        (status = 504, description = "The agent did not answer in time", body = super::openapi::ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [], "workspace_id" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn proxy(
     req: HttpRequest,

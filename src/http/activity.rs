@@ -1,28 +1,50 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::{authorize_workspace, Access};
 use super::body::{FieldLimit, Json, JsonBody, Query};
+use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::activity::{self as commands, LogActivity, Notify};
 use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, ActivityType, ActivityTypeFilter, FieldError};
 use crate::error::{AppError, AppResult};
+use crate::store::activity::Activity;
 use crate::store::activity::{self, ActivityFilter};
 
 pub const DEFAULT_ACTIVITY_LIMIT: i64 = 100;
 pub const MAX_ACTIVITY_LIMIT: i64 = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    #[param(value_type = Option<ActivityType>)]
     #[serde(rename = "type")]
     activity_type: Option<String>,
+    #[param(pattern = "^(canvas|agent)$")]
     source: Option<String>,
+    #[param(minimum = 1)]
     limit: Option<i64>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{id}/activity",
+    tag = "activity",
+    summary = "The workspace's activity, newest first",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ListQuery),
+    responses(
+        (status = 200, description = "The activity rows", body = Vec<Activity>),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -71,15 +93,19 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct LogBody {
+    #[schema(required = true, nullable = false, value_type = ActivityType)]
     activity_type: Option<String>,
     method: Option<String>,
     summary: Option<String>,
+    #[schema(format = Uuid)]
     source_id: Option<String>,
+    #[schema(format = Uuid)]
     target_id: Option<String>,
     status: Option<String>,
     error_detail: Option<String>,
+    #[schema(minimum = 0, maximum = 2147483647)]
     duration_ms: Option<i64>,
     request_body: Option<Value>,
     response_body: Option<Value>,
@@ -118,6 +144,26 @@ fn optional_uuid(field: &str, raw: Option<&str>) -> Result<Option<uuid::Uuid>, F
         .transpose()
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/activity",
+    tag = "activity",
+    summary = "Log an activity (an agent reporting)",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = LogBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"logged\", \"id\"}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn log(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -166,9 +212,11 @@ pub async fn log(
     Ok(HttpResponse::Ok().json(json!({ "status": "logged", "id": activity_id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct NotifyBody {
+    #[schema(required = true, nullable = false, min_length = 1)]
     message: Option<String>,
+    #[schema(value_type = Vec<Attachment>)]
     #[serde(default)]
     attachments: Vec<Value>,
 }
@@ -178,6 +226,20 @@ impl JsonBody for NotifyBody {
         ("message", limits::MESSAGE),
         ("attachments", limits::ATTACHMENTS),
     ];
+}
+
+/// A file sent with a notification (read from the JSON by hand, see `parse_attachments`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Attachment {
+    #[schema(min_length = 1)]
+    uri: String,
+    #[schema(min_length = 1)]
+    name: String,
+    #[schema(rename = "mimeType")]
+    mime_type: Option<String>,
+    #[schema(minimum = 0)]
+    size: Option<u64>,
 }
 
 /// Each attachment: `{uri, name, mimeType?, size?}`; errors name `attachment[i]`.
@@ -223,6 +285,25 @@ fn parse_attachments(raw: Vec<Value>) -> Result<Vec<Value>, FieldError> {
         .collect()
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/notify",
+    tag = "activity",
+    summary = "Message the people watching the canvas",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = NotifyBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"sent\"}`", body = StatusBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn notify(
     req: HttpRequest,
     state: web::Data<AppState>,

@@ -1,9 +1,11 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::require_admin;
 use super::body::{FieldLimit, Json, JsonBody};
+use super::openapi::ErrorBody;
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::agents as commands;
@@ -11,8 +13,9 @@ use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, FieldError, ModelName};
 use crate::error::AppResult;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ModelBody {
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 100)]
     model: Option<String>,
 }
 
@@ -24,6 +27,26 @@ fn model(body: ModelBody) -> Result<ModelName, FieldError> {
     ModelName::parse(body.model.as_deref().unwrap_or_default())
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/agent",
+    tag = "agents",
+    summary = "Assign an agent (a model) to the workspace",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = ModelBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "`{\"agent_id\", \"model\"}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn assign(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -39,6 +62,26 @@ pub async fn assign(
     Ok(HttpResponse::Created().json(json!({ "agent_id": agent.id, "model": agent.model })))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/workspaces/{id}/agent",
+    tag = "agents",
+    summary = "Replace the workspace's agent",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = ModelBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"replaced\", \"agent_id\", \"model\", \"old_model\"}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn replace(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -54,6 +97,23 @@ pub async fn replace(
     Ok(HttpResponse::Ok().json(json!({ "status": "replaced", "agent_id": r.agent.id, "model": r.agent.model, "old_model": r.old_model })))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{id}/agent",
+    tag = "agents",
+    summary = "Remove the workspace's agent",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "`{\"status\": \"removed\", \"agent_id\", \"model\"}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn remove(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -66,8 +126,9 @@ pub async fn remove(
         .json(json!({ "status": "removed", "agent_id": agent.id, "model": agent.model })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct MoveBody {
+    #[schema(required = true, nullable = false, format = Uuid)]
     target_workspace_id: Option<String>,
 }
 
@@ -75,6 +136,26 @@ impl JsonBody for MoveBody {
     const LIMITS: &'static [FieldLimit] = &[("target_workspace_id", limits::ID)];
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/agent/move",
+    tag = "agents",
+    summary = "Move the workspace's agent to another workspace",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = MoveBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"moved\", \"agent_id\", \"model\", \"target_workspace_id\"}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn move_agent(
     req: HttpRequest,
     state: web::Data<AppState>,

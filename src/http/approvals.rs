@@ -4,6 +4,9 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::openapi::ErrorBody;
 use serde_json::{json, Value};
 
 use super::auth::{authorize_workspace, require_admin, Access};
@@ -22,8 +25,9 @@ pub const DEFAULT_APPROVALS_LIMIT: i64 = 50;
 /// Most requests one list returns.
 pub const MAX_APPROVALS_LIMIT: i64 = 500;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateBody {
+    #[schema(required = true, nullable = false, min_length = 1)]
     action: Option<String>,
     reason: Option<String>,
     task_id: Option<String>,
@@ -42,6 +46,25 @@ impl JsonBody for CreateBody {
 
 /// `POST /workspaces/:id/approvals` (the workspace's agent or the admin) → 201
 /// `{"approval_id","status":"pending"}`.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/approvals",
+    tag = "approvals",
+    summary = "Ask a person before acting",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = CreateBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "`{\"approval_id\", \"status\": \"pending\"}`", body = Object),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn create(
     req: HttpRequest,
@@ -59,7 +82,7 @@ pub async fn create(
     Ok(HttpResponse::Created().json(json!({ "approval_id": approval_id, "status": "pending" })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 pub struct ListQuery {
     limit: Option<i64>,
 }
@@ -73,6 +96,21 @@ fn limit(query: &ListQuery) -> Result<i64, FieldError> {
 }
 
 /// `GET /workspaces/:id/approvals`: the workspace's requests, newest first.
+#[utoipa::path(
+    get,
+    path = "/workspaces/{id}/approvals",
+    tag = "approvals",
+    summary = "The workspace's approval requests, newest first",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ListQuery),
+    responses(
+        (status = 200, description = "The requests", body = Vec<Object>),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn list(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -96,6 +134,20 @@ pub async fn list(
 /// `GET /approvals/pending` (admin): every live workspace's pending requests with the
 /// workspace's name, newest first. Reading never decides anything: expiry is the lease
 /// holder's job.
+#[utoipa::path(
+    get,
+    path = "/approvals/pending",
+    tag = "approvals",
+    summary = "Every workspace's pending requests, with the workspace name",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The pending requests", body = Vec<Object>),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn list_pending(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -109,8 +161,9 @@ pub async fn list_pending(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct DecideBody {
+    #[schema(required = true, nullable = false, pattern = "^(approved|denied)$")]
     decision: Option<String>,
     decided_by: Option<String>,
 }
@@ -126,6 +179,28 @@ impl JsonBody for DecideBody {
 /// `POST /workspaces/:id/approvals/:approval_id/decide` (admin: a person on the canvas) →
 /// 200 `{"status":<decision>,"approval_id"}`; 409 with the first decision if it was decided
 /// already; 404 for an unknown request or one of another workspace.
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/approvals/{approval_id}/decide",
+    tag = "approvals",
+    summary = "Decide a pending request, exactly once",
+    params(
+        ("id" = String, Path, format = Uuid, description = "Workspace id"),
+        ("approval_id" = String, Path, format = Uuid, description = "Approval request id"),
+    ),
+    request_body(content = DecideBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\", \"approval_id\", \"decided_by\", \"decided_at\"}`", body = Object),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Request or workspace not found", body = ErrorBody),
+        (status = 409, description = "Already decided: the first decision", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path.0, approval_id = %path.1))]
 pub async fn decide(
     req: HttpRequest,

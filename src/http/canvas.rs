@@ -1,15 +1,29 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::auth::require_admin;
 use super::body::{FieldLimit, Json, JsonBody};
+use super::openapi::{ErrorBody, StatusBody};
 use crate::app::AppState;
 use crate::domain::events::json_number;
 use crate::domain::validation::{parse_coordinate, parse_zoom};
 use crate::error::AppResult;
 use crate::store::canvas::{self, Viewport};
 
+#[utoipa::path(
+    get,
+    path = "/canvas/viewport",
+    tag = "canvas",
+    summary = "The saved canvas viewport",
+    responses(
+        (status = 200, description = "`{\"x\", \"y\", \"zoom\"}`", body = ViewportBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn get_viewport(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
     let v = state.read(|c| Ok(canvas::viewport(c)?)).await?;
@@ -17,10 +31,11 @@ pub async fn get_viewport(req: HttpRequest, state: web::Data<AppState>) -> AppRe
         .json(json!({ "x": json_number(v.x), "y": json_number(v.y), "zoom": json_number(v.zoom) })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct ViewportBody {
     x: f64,
     y: f64,
+    #[schema(exclusive_minimum = 0, maximum = 10)]
     zoom: f64,
 }
 
@@ -28,6 +43,22 @@ impl JsonBody for ViewportBody {
     const LIMITS: &'static [FieldLimit] = &[];
 }
 
+#[utoipa::path(
+    put,
+    path = "/canvas/viewport",
+    tag = "canvas",
+    summary = "Save the canvas viewport (zoom in (0, 10])",
+    request_body(content = ViewportBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"saved\"}`", body = StatusBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn put_viewport(
     req: HttpRequest,
     state: web::Data<AppState>,

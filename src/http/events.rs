@@ -1,18 +1,23 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::require_admin;
 use super::body::Query;
+use super::openapi::ErrorBody;
 use super::workspace_id;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::store::events as stream;
+use crate::store::events::StructureEvent;
 
 pub const DEFAULT_EVENTS_LIMIT: i64 = 100;
 pub const MAX_EVENTS_LIMIT: i64 = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
     before_seq: Option<i64>,
 }
@@ -48,6 +53,20 @@ async fn page(
 }
 
 /// The permanent structural log, newest first.
+#[utoipa::path(
+    get,
+    path = "/events",
+    tag = "events",
+    summary = "Structural events, newest first",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "The events", body = Vec<StructureEvent>),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn list_all(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -57,6 +76,21 @@ pub async fn list_all(
     page(&state, None, &query).await
 }
 
+#[utoipa::path(
+    get,
+    path = "/events/{workspace_id}",
+    tag = "events",
+    summary = "One workspace's structural events, newest first",
+    params(("workspace_id" = String, Path, format = Uuid, description = "Workspace id"), EventsQuery),
+    responses(
+        (status = 200, description = "The events", body = Vec<StructureEvent>),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn list_for_workspace(
     req: HttpRequest,
     state: web::Data<AppState>,

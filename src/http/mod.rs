@@ -10,6 +10,7 @@ pub mod boundary;
 pub mod canvas;
 pub mod events;
 pub mod health;
+pub mod openapi;
 pub mod registry;
 pub mod secrets;
 pub mod static_files;
@@ -27,96 +28,83 @@ use crate::error::AppError;
 /// Request bodies larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The API's route table: the one place an API route is added. Each entry is
+/// `([methods], "/path", handler)`; `configure` registers every entry with actix, and
+/// [`openapi::ApiDoc`] lists every handler (each must carry `#[utoipa::path]` with the same
+/// method and path, or the build fails / `tests/api/openapi.rs` fails). Static files are not
+/// API routes and are registered in `configure` directly.
+macro_rules! with_api_routes {
+    ($callback:ident) => {
+        $callback! {
+            ([get], "/health", health::health),
+            ([get], "/metrics", health::metrics),
+            ([get], "/openapi.json", openapi::document),
+            ([get], "/ws", ws::connect),
+            ([post], "/workspaces", workspaces::create),
+            ([get], "/workspaces", workspaces::list),
+            ([get], "/workspaces/{id}", workspaces::get),
+            ([patch], "/workspaces/{id}", workspaces::patch),
+            ([delete], "/workspaces/{id}", workspaces::delete),
+            ([post], "/workspaces/{id}/pause", workspaces::pause),
+            ([post], "/workspaces/{id}/resume", workspaces::resume),
+            ([get], "/workspaces/{id}/activity", activity::list),
+            ([post], "/workspaces/{id}/activity", activity::log),
+            ([post], "/workspaces/{id}/notify", activity::notify),
+            ([post], "/workspaces/{id}/a2a", a2a::proxy),
+            ([post], "/workspaces/{id}/approvals", approvals::create),
+            ([get], "/workspaces/{id}/approvals", approvals::list),
+            ([post], "/workspaces/{id}/approvals/{approval_id}/decide", approvals::decide),
+            ([get], "/approvals/pending", approvals::list_pending),
+            ([post], "/workspaces/{id}/agent", agents::assign),
+            ([patch], "/workspaces/{id}/agent", agents::replace),
+            ([delete], "/workspaces/{id}/agent", agents::remove),
+            ([post], "/workspaces/{id}/agent/move", agents::move_agent),
+            ([post], "/registry/register", registry::register),
+            ([post], "/registry/heartbeat", registry::heartbeat),
+            ([post], "/registry/update-card", registry::update_card),
+            ([post], "/registry/check-access", registry::check_access),
+            ([get], "/registry/discover/{id}", registry::discover),
+            ([get], "/registry/{id}/peers", registry::peers),
+            ([get], "/workspaces/{id}/secrets", secrets::list_workspace),
+            ([post, put], "/workspaces/{id}/secrets", secrets::put_workspace),
+            ([put], "/workspaces/{id}/secrets/{key}", secrets::put_workspace_key),
+            ([delete], "/workspaces/{id}/secrets/{key}", secrets::delete_workspace),
+            ([get], "/settings/secrets", secrets::list_global),
+            ([post, put], "/settings/secrets", secrets::put_global),
+            ([put], "/settings/secrets/{key}", secrets::put_global_key),
+            ([delete], "/settings/secrets/{key}", secrets::delete_global),
+            ([get], "/canvas/viewport", canvas::get_viewport),
+            ([put], "/canvas/viewport", canvas::put_viewport),
+            ([get], "/events", events::list_all),
+            ([get], "/events/{workspace_id}", events::list_for_workspace),
+        }
+    };
+}
+pub(crate) use with_api_routes;
+
+macro_rules! route_table {
+    ($(([$($method:ident),+], $path:literal, $module:ident :: $handler:ident)),* $(,)?) => {
+        /// Every API route as `(method, path)`: the method in lower case, the path as actix and
+        /// OpenAPI both write it (`/workspaces/{id}`). Built from the route table.
+        pub const API_ROUTES: &[(&str, &str)] = &[$($((stringify!($method), $path)),+),*];
+
+        fn register_api_routes(cfg: &mut web::ServiceConfig) {
+            $($(cfg.route($path, web::$method().to($module::$handler));)+)*
+        }
+    };
+}
+with_api_routes!(route_table);
+
+/// The browser canvas's files: served by `configure`, not API routes, not in the document.
+pub const STATIC_PATHS: &[&str] = &["/", "/app.js", "/app.css"];
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .app_data(
             web::PathConfig::default()
                 .error_handler(|_, _| AppError::BadRequest("invalid path".into()).into()),
         )
-        .route("/health", web::get().to(health::health))
-        .route("/metrics", web::get().to(health::metrics))
-        .route("/ws", web::get().to(ws::connect))
-        .route("/workspaces", web::post().to(workspaces::create))
-        .route("/workspaces", web::get().to(workspaces::list))
-        .route("/workspaces/{id}", web::get().to(workspaces::get))
-        .route("/workspaces/{id}", web::patch().to(workspaces::patch))
-        .route("/workspaces/{id}", web::delete().to(workspaces::delete))
-        .route("/workspaces/{id}/pause", web::post().to(workspaces::pause))
-        .route(
-            "/workspaces/{id}/resume",
-            web::post().to(workspaces::resume),
-        )
-        .route("/workspaces/{id}/activity", web::get().to(activity::list))
-        .route("/workspaces/{id}/activity", web::post().to(activity::log))
-        .route("/workspaces/{id}/notify", web::post().to(activity::notify))
-        .route("/workspaces/{id}/a2a", web::post().to(a2a::proxy))
-        .route(
-            "/workspaces/{id}/approvals",
-            web::post().to(approvals::create),
-        )
-        .route("/workspaces/{id}/approvals", web::get().to(approvals::list))
-        .route(
-            "/workspaces/{id}/approvals/{approval_id}/decide",
-            web::post().to(approvals::decide),
-        )
-        .route("/approvals/pending", web::get().to(approvals::list_pending))
-        .route("/workspaces/{id}/agent", web::post().to(agents::assign))
-        .route("/workspaces/{id}/agent", web::patch().to(agents::replace))
-        .route("/workspaces/{id}/agent", web::delete().to(agents::remove))
-        .route(
-            "/workspaces/{id}/agent/move",
-            web::post().to(agents::move_agent),
-        )
-        .route("/registry/register", web::post().to(registry::register))
-        .route("/registry/heartbeat", web::post().to(registry::heartbeat))
-        .route(
-            "/registry/update-card",
-            web::post().to(registry::update_card),
-        )
-        .route(
-            "/registry/check-access",
-            web::post().to(registry::check_access),
-        )
-        .route("/registry/discover/{id}", web::get().to(registry::discover))
-        .route("/registry/{id}/peers", web::get().to(registry::peers))
-        .route(
-            "/workspaces/{id}/secrets",
-            web::get().to(secrets::list_workspace),
-        )
-        .route(
-            "/workspaces/{id}/secrets",
-            web::post().to(secrets::put_workspace),
-        )
-        .route(
-            "/workspaces/{id}/secrets",
-            web::put().to(secrets::put_workspace),
-        )
-        .route(
-            "/workspaces/{id}/secrets/{key}",
-            web::put().to(secrets::put_workspace_key),
-        )
-        .route(
-            "/workspaces/{id}/secrets/{key}",
-            web::delete().to(secrets::delete_workspace),
-        )
-        .route("/settings/secrets", web::get().to(secrets::list_global))
-        .route("/settings/secrets", web::post().to(secrets::put_global))
-        .route("/settings/secrets", web::put().to(secrets::put_global))
-        .route(
-            "/settings/secrets/{key}",
-            web::put().to(secrets::put_global_key),
-        )
-        .route(
-            "/settings/secrets/{key}",
-            web::delete().to(secrets::delete_global),
-        )
-        .route("/canvas/viewport", web::get().to(canvas::get_viewport))
-        .route("/canvas/viewport", web::put().to(canvas::put_viewport))
-        .route("/events", web::get().to(events::list_all))
-        .route(
-            "/events/{workspace_id}",
-            web::get().to(events::list_for_workspace),
-        )
+        .configure(register_api_routes)
         .route("/", web::get().to(static_files::index))
         .route("/app.js", web::get().to(static_files::app_js))
         .route("/app.css", web::get().to(static_files::app_css))

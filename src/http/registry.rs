@@ -3,6 +3,7 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{
@@ -10,6 +11,7 @@ use super::auth::{
     is_admin_token, Access, Credentials,
 };
 use super::body::{FieldLimit, Json, JsonBody, Query};
+use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::registry::{self as commands, Heartbeat, HeartbeatOutcome, Register};
@@ -17,6 +19,7 @@ use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, FieldError};
 use crate::error::{AppError, AppResult};
 use crate::store::tokens;
+use crate::store::workspaces::Workspace;
 use crate::store::workspaces::{self as ws, HeartbeatColumns};
 
 fn body_uuid(field: &str, raw: Option<&str>) -> Result<Uuid, FieldError> {
@@ -33,10 +36,17 @@ async fn require_agent_workspace(state: &AppState, id: Uuid) -> AppResult<()> {
         .await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct RegisterBody {
+    #[schema(required = true, nullable = false, format = Uuid)]
     id: Option<String>,
+    #[schema(
+        required = true,
+        nullable = false,
+        pattern = "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/.*)?$"
+    )]
     url: Option<String>,
+    #[schema(value_type = Object)]
     agent_card: Option<Value>,
 }
 
@@ -61,6 +71,25 @@ fn parse_agent_url(raw: Option<&str>) -> Result<String, FieldError> {
     Ok(raw.to_string())
 }
 
+#[utoipa::path(
+    post,
+    path = "/registry/register",
+    tag = "registry",
+    summary = "Register an agent; the first call returns its token (shown once)",
+    request_body(content = RegisterBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"registered\", \"auth_token\"?}`", body = Object),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn register(
     req: HttpRequest,
@@ -108,13 +137,19 @@ pub async fn register(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct HeartbeatBody {
+    #[schema(required = true, nullable = false, format = Uuid)]
     workspace_id: Option<String>,
+    #[schema(minimum = 0, maximum = 1)]
     error_rate: Option<f64>,
+    #[schema(max_length = 4096)]
     sample_error: Option<String>,
+    #[schema(minimum = 0, maximum = 2147483647)]
     active_tasks: Option<i64>,
+    #[schema(minimum = 0)]
     uptime_seconds: Option<i64>,
+    #[schema(max_length = 4096)]
     current_task: Option<String>,
 }
 
@@ -164,6 +199,24 @@ impl TryFrom<HeartbeatBody> for Heartbeat {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/registry/heartbeat",
+    tag = "registry",
+    summary = "Heartbeat (every 30 s)",
+    request_body(content = HeartbeatBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"ok\"}`", body = StatusBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn heartbeat(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -213,9 +266,11 @@ pub async fn heartbeat(
     Ok(HttpResponse::Ok().json(json!({ "status": "ok" })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct UpdateCardBody {
+    #[schema(required = true, nullable = false, format = Uuid)]
     workspace_id: Option<String>,
+    #[schema(required = true, nullable = false, value_type = Object)]
     agent_card: Option<Value>,
 }
 
@@ -226,6 +281,24 @@ impl JsonBody for UpdateCardBody {
     ];
 }
 
+#[utoipa::path(
+    post,
+    path = "/registry/update-card",
+    tag = "registry",
+    summary = "Replace the agent's card",
+    request_body(content = UpdateCardBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"updated\"}`", body = StatusBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn update_card(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -244,6 +317,22 @@ pub async fn update_card(
     Ok(HttpResponse::Ok().json(json!({ "status": "updated" })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/registry/discover/{id}",
+    tag = "registry",
+    summary = "Find a workspace the caller may talk to",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("X-Workspace-ID" = String, Header, format = Uuid, description = "The calling workspace")),
+    responses(
+        (status = 200, description = "`{\"id\", \"url\", \"name\"}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "Forbidden", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security(("workspace_token" = [], "workspace_id" = []), ("admin_token" = [], "workspace_id" = []), ("workspace_id" = [])),
+)]
 pub async fn discover(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -276,11 +365,27 @@ pub async fn discover(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PeersQuery {
     q: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/registry/{id}/peers",
+    tag = "registry",
+    summary = "The workspace's siblings, children and parent",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), PeersQuery),
+    responses(
+        (status = 200, description = "The peers", body = Vec<Workspace>),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 pub async fn peers(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -328,9 +433,11 @@ pub async fn peers(
     Ok(HttpResponse::Ok().json(peers))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CheckAccessBody {
+    #[schema(required = true, nullable = false, format = Uuid)]
     caller_id: Option<String>,
+    #[schema(required = true, nullable = false, format = Uuid)]
     target_id: Option<String>,
 }
 
@@ -338,6 +445,20 @@ impl JsonBody for CheckAccessBody {
     const LIMITS: &'static [FieldLimit] = &[("caller_id", limits::ID), ("target_id", limits::ID)];
 }
 
+#[utoipa::path(
+    post,
+    path = "/registry/check-access",
+    tag = "registry",
+    summary = "Whether two workspaces may communicate",
+    request_body(content = CheckAccessBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"allowed\": bool}`", body = Object),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+)]
 pub async fn check_access(
     state: web::Data<AppState>,
     Json(body): Json<CheckAccessBody>,

@@ -7,15 +7,18 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::auth::{authorize_workspace, require_admin, Access};
 use super::body::{FieldLimit, Json, JsonBody};
+use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::workspaces::require_live;
 use crate::domain::validation::FieldError;
 use crate::error::{AppError, AppResult};
+use crate::secrets::SecretSummary;
 use crate::secrets::{
     global_listing, merged_listing, parse_value, seal, SecretBinding, SecretKey, SecretValue,
 };
@@ -23,9 +26,12 @@ use crate::store::{secrets as store, workspaces, StoreError};
 
 /// The body of a secret write: `{"key","value"}`, or `{"value"}` under `/…/secrets/:key`.
 /// No `Debug`: the value is a secret (and the body extractor's errors never quote input).
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct SecretBody {
+    /// Under `/…/secrets/:key` optional (must match the path).
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
     key: Option<String>,
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 65536)]
     value: Option<String>,
 }
 
@@ -65,6 +71,21 @@ fn deleted() -> HttpResponse {
 
 // --- Workspace secrets ---
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{id}/secrets",
+    tag = "secrets",
+    summary = "The workspace's secret names, global ones merged in (never values)",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "Secret names", body = Vec<SecretSummary>),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn list_workspace(
     req: HttpRequest,
@@ -84,6 +105,25 @@ pub async fn list_workspace(
     Ok(HttpResponse::Ok().json(merged_listing(own, globals)))
 }
 
+#[utoipa::path(
+    method(post, put),
+    path = "/workspaces/{id}/secrets",
+    tag = "secrets",
+    summary = "Save a workspace secret",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = SecretBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
+        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn put_workspace(
     req: HttpRequest,
@@ -97,6 +137,25 @@ pub async fn put_workspace(
     save_workspace(&state, id, key, value).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/workspaces/{id}/secrets/{key}",
+    tag = "secrets",
+    summary = "Save a workspace secret by name",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("key" = String, Path, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$", description = "Secret name")),
+    request_body(content = SecretBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
+        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path.0))]
 pub async fn put_workspace_key(
     req: HttpRequest,
@@ -132,6 +191,22 @@ async fn save_workspace(
     Ok(saved(&key))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{id}/secrets/{key}",
+    tag = "secrets",
+    summary = "Delete a workspace secret",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("key" = String, Path, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$", description = "Secret name")),
+    responses(
+        (status = 200, description = "`{\"status\": \"deleted\"}`", body = StatusBody),
+        (status = 404, description = "Workspace or secret not found", body = ErrorBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path.0))]
 pub async fn delete_workspace(
     req: HttpRequest,
@@ -157,6 +232,18 @@ pub async fn delete_workspace(
 
 // --- Global secrets ---
 
+#[utoipa::path(
+    get,
+    path = "/settings/secrets",
+    tag = "secrets",
+    summary = "Global secret names (never values)",
+    responses(
+        (status = 200, description = "Secret names", body = Vec<SecretSummary>),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn list_global(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
     let globals = state
@@ -165,6 +252,22 @@ pub async fn list_global(req: HttpRequest, state: web::Data<AppState>) -> AppRes
     Ok(HttpResponse::Ok().json(global_listing(globals)))
 }
 
+#[utoipa::path(
+    method(post, put),
+    path = "/settings/secrets",
+    tag = "secrets",
+    summary = "Save a global secret",
+    request_body(content = SecretBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
+        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn put_global(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -175,6 +278,23 @@ pub async fn put_global(
     save_global(&state, key, value).await
 }
 
+#[utoipa::path(
+    put,
+    path = "/settings/secrets/{key}",
+    tag = "secrets",
+    summary = "Save a global secret by name",
+    params(("key" = String, Path, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$", description = "Secret name")),
+    request_body(content = SecretBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
+        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn put_global_key(
     req: HttpRequest,
@@ -211,6 +331,21 @@ async fn save_global(
     Ok(saved(&key))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/settings/secrets/{key}",
+    tag = "secrets",
+    summary = "Delete a global secret",
+    params(("key" = String, Path, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$", description = "Secret name")),
+    responses(
+        (status = 200, description = "`{\"status\": \"deleted\"}`", body = StatusBody),
+        (status = 404, description = "Secret not found", body = ErrorBody),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn delete_global(
     req: HttpRequest,

@@ -1,9 +1,11 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::require_admin;
 use super::body::{double_option, FieldLimit, Json, JsonBody, Query};
+use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::workspaces::{self as commands, CreateWorkspace, WorkspacePatch};
@@ -14,21 +16,28 @@ use crate::domain::validation::{
     WorkspaceRole,
 };
 use crate::error::{AppError, AppResult};
+use crate::store::workspaces::Workspace;
 use crate::store::{events as stream, workspaces as ws};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CanvasPosition {
     x: f64,
     y: f64,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct CreateBody {
+    #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
     name: Option<String>,
+    #[schema(max_length = 1000)]
     role: Option<String>,
+    #[schema(minimum = 1, maximum = 4)]
     tier: Option<i64>,
+    #[schema(max_length = 100)]
     runtime: Option<String>,
+    #[schema(min_length = 1, max_length = 100)]
     model: Option<String>,
+    #[schema(format = Uuid)]
     parent_id: Option<String>,
     canvas: Option<CanvasPosition>,
 }
@@ -86,6 +95,23 @@ impl TryFrom<CreateBody> for CreateWorkspace {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces",
+    tag = "workspaces",
+    summary = "Create a workspace (status provisioning)",
+    request_body(content = CreateBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created: `{\"id\", \"status\": \"provisioning\"}`", body = Object),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all)]
 pub async fn create(
     req: HttpRequest,
@@ -100,12 +126,41 @@ pub async fn create(
         .json(json!({ "id": id, "status": WorkspaceStatus::Provisioning.as_str() })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces",
+    tag = "workspaces",
+    summary = "All live workspaces, oldest first, layout inlined",
+    responses(
+        (status = 200, description = "The workspaces", body = Vec<Workspace>),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
     require_admin(&req, &state)?;
     let all = state.read(|c| Ok(ws::list_live(c)?)).await?;
     Ok(HttpResponse::Ok().json(all))
 }
 
+#[utoipa::path(
+    get,
+    path = "/workspaces/{id}",
+    tag = "workspaces",
+    summary = "One workspace",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "The workspace", body = Workspace),
+        (status = 301, description = "Removed and replaced: `Location` and `forwarded_to` name the new one", body = ErrorBody),
+        (status = 410, description = "Removed: the body carries its last event", body = ErrorBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn get(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -141,14 +196,19 @@ pub async fn get(
     })
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 pub struct PatchBody {
+    #[schema(nullable = false, min_length = 1, max_length = 255)]
     name: Option<String>,
+    #[schema(max_length = 1000)]
     #[serde(default, deserialize_with = "double_option")]
     role: Option<Option<String>>,
+    #[schema(nullable = false, minimum = 1, maximum = 4)]
     tier: Option<i64>,
+    #[schema(max_length = 100)]
     #[serde(default, deserialize_with = "double_option")]
     runtime: Option<Option<String>>,
+    #[schema(format = Uuid)]
     #[serde(default, deserialize_with = "double_option")]
     parent_id: Option<Option<String>>,
     collapsed: Option<bool>,
@@ -197,6 +257,26 @@ impl TryFrom<PatchBody> for WorkspacePatch {
     }
 }
 
+#[utoipa::path(
+    patch,
+    path = "/workspaces/{id}",
+    tag = "workspaces",
+    summary = "Change any of name, role, tier, runtime, parent_id, collapsed, x+y (all or nothing)",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    request_body(content = PatchBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"status\": \"updated\"}`", body = StatusBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn patch(
     req: HttpRequest,
@@ -213,11 +293,30 @@ pub async fn patch(
     Ok(HttpResponse::Ok().json(json!({ "status": "updated" })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeleteQuery {
+    #[param(pattern = "^(true|false|1|0)$")]
     confirm: Option<String>,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/workspaces/{id}",
+    tag = "workspaces",
+    summary = "Remove a workspace (and, with confirm, its descendants)",
+    params(DeleteQuery, ("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "`{\"status\": \"removed\", \"cascade_deleted\": n}`", body = Object),
+        (status = 409, description = "`confirmation_required`: it has children and `confirm` was not given", body = ErrorBody),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn delete(
     req: HttpRequest,
@@ -237,6 +336,23 @@ pub async fn delete(
         .json(json!({ "status": "removed", "cascade_deleted": removal.cascade_deleted() })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/pause",
+    tag = "workspaces",
+    summary = "Pause a workspace and its descendants",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "`{\"status\": \"paused\", \"paused_count\": n}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn pause(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -248,6 +364,23 @@ pub async fn pause(
     Ok(HttpResponse::Ok().json(json!({ "status": "paused", "paused_count": paused })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/workspaces/{id}/resume",
+    tag = "workspaces",
+    summary = "Resume a paused workspace and its descendants",
+    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    responses(
+        (status = 200, description = "`{\"status\": \"provisioning\", \"resumed_count\": n}`", body = Object),
+        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 404, description = "Workspace not found", body = ErrorBody),
+        (status = 409, description = "Conflict with the current state", body = ErrorBody),
+        (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
 pub async fn resume(
     req: HttpRequest,
     state: web::Data<AppState>,

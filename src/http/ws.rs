@@ -6,8 +6,10 @@ use actix_web::body::BoxBody;
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::{authorize_workspace, bearer, is_admin_token, is_open, query_token, Access};
+use super::openapi::ErrorBody;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
 use crate::realtime::inbound::Inbound;
@@ -15,12 +17,28 @@ use crate::realtime::outbound::{LiveGate, OutboundBody};
 use crate::realtime::session::{self, Resume, SessionContext};
 use crate::realtime::Subscriber;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WsQuery {
     since: Option<i64>,
     epoch: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/ws",
+    tag = "realtime",
+    summary = "The event stream (WebSocket upgrade; frames are described in the README)",
+    params(WsQuery, ("X-Workspace-ID" = Option<String>, Header, format = Uuid, description = "An agent socket: the workspace it speaks for"), ("token" = Option<String>, Query, description = "Admin token, for browsers that cannot set headers")),
+    responses(
+        (status = 101, description = "Switching Protocols: the WebSocket carries CONNECTED, then one event per text frame"),
+        (status = 400, description = "Not a WebSocket handshake, or an invalid `since` / `X-Workspace-ID`", body = ErrorBody),
+        (status = 401, description = "Admin token (canvas) or workspace token (agent) missing or invalid", body = ErrorBody),
+        (status = 403, description = "Origin not allowed", body = ErrorBody),
+        (status = 404, description = "`X-Workspace-ID` names no live workspace", body = ErrorBody),
+    ),
+    security((), ("admin_token" = []), ("workspace_token" = [], "workspace_id" = [])),
+)]
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,

@@ -169,7 +169,7 @@ pub fn parse_value(raw: Option<String>) -> Result<SecretValue, FieldError> {
 }
 
 /// One entry of a secrets listing: never a value.
-#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Serialize, Clone, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SecretSummary {
     pub key: String,
     pub has_value: bool,

@@ -69,7 +69,7 @@ struct ActivityRow {
 }
 
 /// An activity row as the API shows it: bodies only when set.
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Clone, Debug, utoipa::ToSchema)]
 pub struct Activity {
     pub id: Uuid,
     pub workspace_id: Uuid,

@@ -192,7 +192,7 @@ pub fn prune_live_events(
 }
 
 /// A row of the permanent log, as `GET /events` shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct StructureEvent {
     pub id: Uuid,
     pub seq: i64,

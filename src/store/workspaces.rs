@@ -55,7 +55,7 @@ pub struct LayoutRow {
 }
 
 /// The workspace object of the API (CONTRACT.md "Workspace object fields").
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Clone, Debug, utoipa::ToSchema)]
 pub struct Workspace {
     pub id: Uuid,
     pub name: String,

@@ -13,6 +13,7 @@ mod boundary_ws;
 mod browser;
 mod foundation;
 mod hardening;
+mod openapi;
 mod realtime;
 mod registry;
 mod secrets;

@@ -303,9 +303,7 @@ async fn rename_and_reparent_emit_the_events_our_page_applies() {
     let (app, _db) = spawn_app().await;
     let a = app.create_workspace("A", None).await;
     let b = app.create_workspace("B", None).await;
-    let mut canvas = app
-        .ws(&format!("?since=2&epoch={}", app.state.epoch))
-        .await;
+    let mut canvas = app.ws(&format!("?since=2&epoch={}", app.state.epoch)).await;
     let (status, _) = app
         .patch(&format!("/workspaces/{a}"), json!({ "name": "Alpha" }))
         .await;
