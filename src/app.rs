@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{mpsc, watch};
@@ -41,6 +42,8 @@ pub struct AppState {
     pub heartbeat_tokens: crate::http::auth::HeartbeatTokens,
     /// The secrets keyring, or none (secret writes answer 503).
     pub secrets: crate::secrets::Secrets,
+    /// Request rate limits (`http::rate_limit`).
+    pub limiter: Arc<crate::http::rate_limit::Limiter>,
 }
 
 impl AppState {
@@ -139,7 +142,12 @@ impl Application {
             batcher: WriteBatcher::start(store.clone()),
             heartbeat_tokens: Default::default(),
             secrets,
+            limiter: Arc::new(crate::http::rate_limit::Limiter::new(&config)),
         });
+        tokio::spawn(http::rate_limit::prune(
+            Arc::clone(&state.limiter),
+            shutdown_rx.clone(),
+        ));
         jobs::spawn_all(state.clone().into_inner(), expirations, shutdown_rx);
 
         let listener = TcpListener::bind((config.host, config.port))?;
@@ -149,6 +157,7 @@ impl Application {
             App::new()
                 .app_data(server_state.clone())
                 .configure(http::configure)
+                .wrap(from_fn(http::rate_limit::limit))
                 .wrap(http::cors(&server_state.config))
                 .wrap_fn(|req, srv| {
                     let started = std::time::Instant::now();

@@ -7,6 +7,7 @@ pub mod body;
 pub mod canvas;
 pub mod events;
 pub mod health;
+pub mod rate_limit;
 pub mod registry;
 pub mod secrets;
 pub mod static_files;

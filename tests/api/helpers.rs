@@ -153,6 +153,16 @@ pub fn config_for(db: &TestDb, options: &TestOptions) -> Config {
     Config::from_lookup(|k| vars.get(k).cloned()).expect("test config is valid")
 }
 
+/// Options with every rate limit off, for load tests that drive hundreds of sockets or
+/// requests from 127.0.0.1 (as `bench/run.sh` does).
+pub fn rate_limits_off() -> TestOptions {
+    TestOptions::default()
+        .var("RATE_LIMIT_PER_ADDRESS", "0")
+        .var("RATE_LIMIT_PER_TOKEN", "0")
+        .var("RATE_LIMIT_PER_ADMIN_TOKEN", "0")
+        .var("RATE_LIMIT_WS_UPGRADES_PER_ADDRESS", "0")
+}
+
 pub async fn spawn_app() -> (TestApp, TestDb) {
     let db = TestDb::new();
     let app = spawn_on(&db, TestOptions::default()).await;

@@ -9,6 +9,7 @@ mod agents;
 mod bench_smoke;
 mod browser;
 mod foundation;
+mod rate_limits;
 mod realtime;
 mod registry;
 mod secrets;
