@@ -25,6 +25,19 @@ use crate::{http, jobs, telemetry};
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
+/// How long a connection whose response is done may wait for the client to hang up before it
+/// is closed: after a WebSocket close handshake (RFC 6455 §7.1.1: the server closes the TCP
+/// connection first, and well-behaved clients wait for it), and after an early response to a
+/// request whose body was not read. actix-web's default is 1 s: every closed WebSocket held its
+/// connection that long, and a graceful shutdown (which counts open connections once a second)
+/// waited a second more.
+///
+/// Not lower than this: actix-http computes the deadline from its cached clock, which is updated
+/// every 500 ms, and a deadline already in the past when the timer is armed never wakes the
+/// connection (it then stays open until the client leaves). 700 ms leaves 200 ms of worker
+/// stall before that can happen, and lets a shutdown end at the first check, about 1 s in.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_millis(700);
+
 /// Everything a request handler needs, shared by every worker.
 pub struct AppState {
     pub config: Arc<Config>,
@@ -44,6 +57,8 @@ pub struct AppState {
     pub secrets: crate::secrets::Secrets,
     /// Request rate limits (`http::rate_limit`).
     pub limiter: Arc<crate::http::rate_limit::Limiter>,
+    /// Set when a stop begins: WebSocket upgrades are refused from then on.
+    pub drain: crate::http::drain::Drain,
 }
 
 impl AppState {
@@ -143,6 +158,7 @@ impl Application {
             heartbeat_tokens: Default::default(),
             secrets,
             limiter: Arc::new(crate::http::rate_limit::Limiter::new(&config)),
+            drain: Default::default(),
         });
         tokio::spawn(http::rate_limit::prune(
             Arc::clone(&state.limiter),
@@ -158,6 +174,7 @@ impl Application {
                 .app_data(server_state.clone())
                 .configure(http::configure)
                 .wrap(from_fn(http::rate_limit::limit))
+                .wrap(from_fn(http::drain::refuse_upgrades_while_draining))
                 .wrap(http::cors(&server_state.config))
                 .wrap_fn(|req, srv| {
                     let started = std::time::Instant::now();
@@ -175,6 +192,7 @@ impl Application {
         .tcp_nodelay(true)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
         .listen(listener)?
         .run();
 
@@ -215,8 +233,8 @@ impl Application {
     }
 }
 
-/// Stops an application gracefully: sockets are closed with 1001 (clients reconnect elsewhere
-/// with `since`), in-flight requests finish, background jobs stop.
+/// Stops an application gracefully: it stops accepting, sockets are closed with 1001 (clients
+/// reconnect elsewhere with `since`), in-flight requests finish, background jobs stop.
 #[derive(Clone)]
 pub struct StopHandle {
     server: ServerHandle,
@@ -225,10 +243,24 @@ pub struct StopHandle {
 }
 
 impl StopHandle {
+    /// Stops the server; returns when its connections are closed (at most `SHUTDOWN_GRACE`).
+    ///
+    /// The order matters: a canvas told 1001 reconnects at once, and must not land here again.
+    /// 1. Upgrades on connections already open are refused (503, see `http::drain`).
+    /// 2. Accepting stops (`pause`, then `stop` closes the listener: new connections are
+    ///    refused); idle keep-alive connections are closed, in-flight requests finish.
+    /// 3. Only then are sockets closed with 1001; one that registers later is closed too.
+    ///
+    /// actix checks its workers' open connections once a second, so the server ends at the
+    /// first check after the last in-flight request and WebSocket close handshake are done
+    /// (about 1 s when nothing else is running).
     pub async fn stop(&self) {
+        self.state.drain.begin();
+        self.server.pause().await;
+        let stopped = self.server.stop(true);
         self.state.hub.close_all(CloseReason::GoingAway);
         let _ = self.shutdown.send(true);
-        self.server.stop(true).await;
+        stopped.await;
         // Requests are done: say goodbye to Redis instead of dropping the connections.
         self.state.backplane.quit().await;
         self.state.liveness.quit().await;

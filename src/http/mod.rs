@@ -5,6 +5,7 @@ pub mod agents;
 pub mod auth;
 pub mod body;
 pub mod canvas;
+pub mod drain;
 pub mod events;
 pub mod health;
 pub mod rate_limit;

@@ -133,6 +133,8 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     pub admin_token: Option<String>,
     stop: StopHandle,
+    /// Becomes `true` when the server future has completed (after a stop).
+    server_done: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn config_for(db: &TestDb, options: &TestOptions) -> Config {
@@ -176,7 +178,11 @@ pub async fn spawn_on(db: &TestDb, options: TestOptions) -> TestApp {
     let port = app.port();
     let state = app.state();
     let stop = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let (done, server_done) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = app.run_until_stopped().await;
+        let _ = done.send(true);
+    });
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
@@ -187,12 +193,21 @@ pub async fn spawn_on(db: &TestDb, options: TestOptions) -> TestApp {
         state,
         admin_token,
         stop,
+        server_done,
     }
 }
 
 impl TestApp {
     pub async fn stop(&self) {
         self.stop.stop().await;
+    }
+
+    /// Waits until the server future has completed; `false` if `within` passed first.
+    pub async fn server_stopped_within(&self, within: Duration) -> bool {
+        let mut done = self.server_done.clone();
+        tokio::time::timeout(within, done.wait_for(|done| *done))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn url(&self, path: &str) -> String {

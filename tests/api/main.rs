@@ -13,4 +13,5 @@ mod rate_limits;
 mod realtime;
 mod registry;
 mod secrets;
+mod shutdown;
 mod workspaces;
