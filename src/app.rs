@@ -247,8 +247,9 @@ impl StopHandle {
     ///
     /// The order matters: a canvas told 1001 reconnects at once, and must not land here again.
     /// 1. Upgrades on connections already open are refused (503, see `http::drain`).
-    /// 2. Accepting stops (`pause`, then `stop` closes the listener: new connections are
-    ///    refused); idle keep-alive connections are closed, in-flight requests finish.
+    /// 2. Accepting stops (`pause`), then `stop` closes the listener (new connections are
+    ///    refused; one that reached the kernel's queue in between is reset, never served),
+    ///    closes idle keep-alive connections and lets in-flight requests finish.
     /// 3. Only then are sockets closed with 1001; one that registers later is closed too.
     ///
     /// actix checks its workers' open connections once a second, so the server ends at the
@@ -258,6 +259,9 @@ impl StopHandle {
         self.state.drain.begin();
         self.server.pause().await;
         let stopped = self.server.stop(true);
+        // The server task may share this thread (it does under `main`): give it its turn to
+        // hand the stop to the acceptor before any client hears 1001.
+        tokio::task::yield_now().await;
         self.state.hub.close_all(CloseReason::GoingAway);
         let _ = self.shutdown.send(true);
         stopped.await;

@@ -14,11 +14,16 @@ const SOCKETS: usize = 200;
 /// The bound on a graceful stop with nothing else in flight.
 const STOP_WITHIN: Duration = Duration::from_secs(2);
 
-/// How a connection attempt made after a stop began was turned away.
+/// How a connection attempt made after a stop began was turned away (it must not be served).
 fn refusal(attempt: Result<WsClient, tungstenite::Error>) -> &'static str {
     match attempt {
         Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             "connection refused"
+        }
+        // It reached the kernel's queue in the instant between the pause and the listener's
+        // close, and was reset unanswered: never accepted either.
+        Err(tungstenite::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            "reset before it was accepted"
         }
         Err(tungstenite::Error::Http(response)) if response.status() == 503 => {
             assert!(
