@@ -74,11 +74,16 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// Requests per second of each limit when its variable is unset; the burst defaults to
-    /// twice the rate (`*_BURST`).
+    // Requests per second of each limit when its variable is unset; the burst defaults to
+    // twice the rate (`*_BURST`).
+    /// Per client address: a page load is a handful of requests, and an office behind one NAT
+    /// address holds many canvases.
     pub const DEFAULT_PER_ADDRESS: u32 = 100;
+    /// Per agent token: an agent heartbeats every 30 s and reports activity now and then.
     pub const DEFAULT_PER_TOKEN: u32 = 20;
+    /// For the admin token, shared by every canvas and script of a deployment.
     pub const DEFAULT_PER_ADMIN_TOKEN: u32 = 200;
+    /// WebSocket upgrades per client address: a reconnect after a deploy is one per canvas.
     pub const DEFAULT_WS_UPGRADES_PER_ADDRESS: u32 = 20;
 
     /// Every limit off (benchmarks, tests that open hundreds of sockets at once).

@@ -30,12 +30,14 @@ impl Drain {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// Whether a stop has begun.
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::SeqCst)
     }
 }
 
-/// The middleware (wrapped around every route).
+/// The middleware (wrapped around every route): while draining, `GET /ws` is answered with 503
+/// and `Connection: close` before any work.
 pub async fn refuse_upgrades_while_draining(
     state: web::Data<AppState>,
     req: ServiceRequest,

@@ -75,6 +75,7 @@ pub enum Bucket {
 }
 
 impl Bucket {
+    /// The name used in the 429 body and the `canopy_rate_limited_total` metric.
     pub fn as_str(self) -> &'static str {
         match self {
             Bucket::Token => "token",
@@ -127,6 +128,7 @@ fn quota(limit: RateLimit) -> Quota {
 }
 
 impl Limiter {
+    /// The buckets `config.rate_limits` turns on, and its `trusted_proxies`.
     pub fn new(config: &Config) -> Limiter {
         let limits = config.rate_limits;
         Limiter {
@@ -297,7 +299,8 @@ fn address_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// The middleware (wrapped around every route).
+/// The middleware (wrapped around every route): a refused request is answered here with
+/// [`too_many_requests`] and never reaches a handler.
 pub async fn limit(
     state: web::Data<AppState>,
     req: ServiceRequest,
