@@ -21,7 +21,8 @@
 # Environment: CARGO_TARGET_DIR (where the release binaries are), BENCH_NO_BUILD=1 (skip the
 # build), BENCH_KEEP=1 (keep the server logs), BENCH_PG_HOST/PORT/USER (default
 # 127.0.0.1/5432/postgres), BENCH_REDIS_URL (default redis://127.0.0.1:6379), and anything the
-# server reads (WORKERS, DATABASE_POOL_SIZE, RUST_LOG…) is passed on to it.
+# server reads (WORKERS, DATABASE_POOL_SIZE, RUST_LOG…) is passed on to it. The servers start
+# with every rate limit off (RATE_LIMIT_*=0) unless those variables are set.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -118,7 +119,13 @@ start_server() {
   shift
   port=$(free_port)
   ports+=("$port")
+  # The load comes from one address with one admin token (5,000 sockets at once, thousands of
+  # requests a second): rate limits are off unless the caller sets them.
   env "$@" HOST=127.0.0.1 PORT="$port" ADMIN_TOKEN="$admin_token" \
+    RATE_LIMIT_PER_ADDRESS="${RATE_LIMIT_PER_ADDRESS:-0}" \
+    RATE_LIMIT_PER_TOKEN="${RATE_LIMIT_PER_TOKEN:-0}" \
+    RATE_LIMIT_PER_ADMIN_TOKEN="${RATE_LIMIT_PER_ADMIN_TOKEN:-0}" \
+    RATE_LIMIT_WS_UPGRADES_PER_ADDRESS="${RATE_LIMIT_WS_UPGRADES_PER_ADDRESS:-0}" \
     INSTANCE_ID="bench-$name" RUST_LOG="${RUST_LOG:-warn}" \
     "$server_bin" >"$tmp/$name.log" 2>&1 &
   local pid=$!

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle, Service};
+use actix_web::middleware::from_fn;
 use actix_web::{web, App};
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::{mpsc, watch};
@@ -23,6 +24,19 @@ use crate::{http, jobs, telemetry};
 
 /// How long in-flight requests get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long a connection whose response is done may wait for the client to hang up before it
+/// is closed: after a WebSocket close handshake (RFC 6455 §7.1.1: the server closes the TCP
+/// connection first, and well-behaved clients wait for it), and after an early response to a
+/// request whose body was not read. actix-web's default is 1 s: every closed WebSocket held its
+/// connection that long, and a graceful shutdown (which counts open connections once a second)
+/// waited a second more.
+///
+/// Not lower than this: actix-http computes the deadline from its cached clock, which is updated
+/// every 500 ms, and a deadline already in the past when the timer is armed never wakes the
+/// connection (it then stays open until the client leaves). 700 ms leaves 200 ms of worker
+/// stall before that can happen, and lets a shutdown end at the first check, about 1 s in.
+const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_millis(700);
 
 /// Everything a request handler needs, shared by every worker.
 pub struct AppState {
@@ -45,6 +59,10 @@ pub struct AppState {
     pub boundary: crate::http::boundary::Boundary,
     /// The A2A proxy's outbound client: the only place Canopy calls out.
     pub a2a: crate::a2a::A2aClient,
+    /// Request rate limits (`http::rate_limit`).
+    pub limiter: Arc<crate::http::rate_limit::Limiter>,
+    /// Set when a stop begins: WebSocket upgrades are refused from then on.
+    pub drain: crate::http::drain::Drain,
 }
 
 impl AppState {
@@ -154,7 +172,13 @@ impl Application {
                 },
                 config.a2a.max_response_bytes,
             )?,
+            limiter: Arc::new(crate::http::rate_limit::Limiter::new(&config)),
+            drain: Default::default(),
         });
+        tokio::spawn(http::rate_limit::prune(
+            Arc::clone(&state.limiter),
+            shutdown_rx.clone(),
+        ));
         jobs::spawn_all(state.clone().into_inner(), expirations, shutdown_rx);
 
         let listener = TcpListener::bind((config.host, config.port))?;
@@ -165,8 +189,11 @@ impl Application {
                 App::new()
                     .app_data(server_state.clone())
                     .configure(http::configure)
+                    .wrap(from_fn(http::rate_limit::limit))
+                    .wrap(from_fn(http::drain::refuse_upgrades_while_draining))
                     .wrap(http::cors(&server_state.config))
-                    .wrap(actix_web::middleware::from_fn(http::boundary::enforce))
+                    // Outside CORS: a preflight from a foreign page is refused in JSON here.
+                    .wrap(from_fn(http::boundary::enforce))
                     .wrap_fn(|req, srv| {
                         let started = std::time::Instant::now();
                         let method = req.method().to_string();
@@ -184,6 +211,7 @@ impl Application {
                 workers: config.workers,
                 shutdown_timeout: SHUTDOWN_GRACE,
                 head_timeout: config.http_head_timeout,
+                client_disconnect_timeout: CLIENT_DISCONNECT_TIMEOUT,
             },
         )?;
 
@@ -224,8 +252,8 @@ impl Application {
     }
 }
 
-/// Stops an application gracefully: sockets are closed with 1001 (clients reconnect elsewhere
-/// with `since`), in-flight requests finish, background jobs stop.
+/// Stops an application gracefully: it stops accepting, sockets are closed with 1001 (clients
+/// reconnect elsewhere with `since`), in-flight requests finish, background jobs stop.
 #[derive(Clone)]
 pub struct StopHandle {
     server: ServerHandle,
@@ -234,10 +262,28 @@ pub struct StopHandle {
 }
 
 impl StopHandle {
+    /// Stops the server; returns when its connections are closed (at most `SHUTDOWN_GRACE`).
+    ///
+    /// The order matters: a canvas told 1001 reconnects at once, and must not land here again.
+    /// 1. Upgrades on connections already open are refused (503, see `http::drain`).
+    /// 2. Accepting stops (`pause`), then `stop` closes the listener (new connections are
+    ///    refused; one that reached the kernel's queue in between is reset, never served),
+    ///    closes idle keep-alive connections and lets in-flight requests finish.
+    /// 3. Only then are sockets closed with 1001; one that registers later is closed too.
+    ///
+    /// actix checks its workers' open connections once a second, so the server ends at the
+    /// first check after the last in-flight request and WebSocket close handshake are done
+    /// (about 1 s when nothing else is running).
     pub async fn stop(&self) {
+        self.state.drain.begin();
+        self.server.pause().await;
+        let stopped = self.server.stop(true);
+        // The server task may share this thread (it does under `main`): give it its turn to
+        // hand the stop to the acceptor before any client hears 1001.
+        tokio::task::yield_now().await;
         self.state.hub.close_all(CloseReason::GoingAway);
         let _ = self.shutdown.send(true);
-        self.server.stop(true).await;
+        stopped.await;
         // Requests are done: say goodbye to Redis instead of dropping the connections.
         self.state.backplane.quit().await;
         self.state.liveness.quit().await;

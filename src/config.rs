@@ -2,7 +2,10 @@
 //! one-line message naming the variable.
 
 use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::time::Duration;
+
+use ipnet::IpNet;
 
 use crate::secrets::{self, CryptoError, KeyText};
 use crate::store::DatabaseUrl;
@@ -57,6 +60,10 @@ pub struct Config {
     pub approval_sweep_interval: Duration,
     /// The A2A proxy's outbound rules (`A2A_*`).
     pub a2a: A2aConfig,
+    /// Request rate limits (see `http::rate_limit`); each is off when its variable is `0`.
+    pub rate_limits: RateLimits,
+    /// Peers whose `X-Forwarded-For` is believed when finding a request's client address.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// The A2A proxy's outbound rules.
@@ -75,6 +82,52 @@ pub struct A2aConfig {
     /// (`A2A_ALLOW_PRIVATE_ADDRESSES`, default 1: agents often run beside the server).
     /// Link-local and cloud-metadata addresses are refused regardless.
     pub allow_private: bool,
+}
+
+/// A token bucket: up to `burst` requests at once, refilled continuously at `per_second`
+/// requests per second (one every `1/per_second` s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub per_second: NonZeroU32,
+    pub burst: NonZeroU32,
+}
+
+/// The configured limits; `None` is off. Defaults are the `DEFAULT_*` constants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimits {
+    /// Every request except WebSocket upgrades, per client address (`RATE_LIMIT_PER_ADDRESS`).
+    pub per_address: Option<RateLimit>,
+    /// Requests carrying a bearer token other than the admin token, per token
+    /// (`RATE_LIMIT_PER_TOKEN`).
+    pub per_token: Option<RateLimit>,
+    /// Requests carrying the admin token, which every canvas of a deployment shares
+    /// (`RATE_LIMIT_PER_ADMIN_TOKEN`).
+    pub per_admin_token: Option<RateLimit>,
+    /// `GET /ws` (WebSocket upgrades), per client address: a bucket of its own, so a reconnect
+    /// storm cannot use up the address's API budget (`RATE_LIMIT_WS_UPGRADES_PER_ADDRESS`).
+    pub ws_upgrades_per_address: Option<RateLimit>,
+}
+
+impl RateLimits {
+    // Requests per second of each limit when its variable is unset; the burst defaults to
+    // twice the rate (`*_BURST`).
+    /// Per client address: a page load is a handful of requests, and an office behind one NAT
+    /// address holds many canvases.
+    pub const DEFAULT_PER_ADDRESS: u32 = 100;
+    /// Per agent token: an agent heartbeats every 30 s and reports activity now and then.
+    pub const DEFAULT_PER_TOKEN: u32 = 20;
+    /// For the admin token, shared by every canvas and script of a deployment.
+    pub const DEFAULT_PER_ADMIN_TOKEN: u32 = 200;
+    /// WebSocket upgrades per client address: a reconnect after a deploy is one per canvas.
+    pub const DEFAULT_WS_UPGRADES_PER_ADDRESS: u32 = 20;
+
+    /// Every limit off (benchmarks, tests that open hundreds of sockets at once).
+    pub const OFF: RateLimits = RateLimits {
+        per_address: None,
+        per_token: None,
+        per_admin_token: None,
+        ws_upgrades_per_address: None,
+    };
 }
 
 /// The admin bearer token. Its `Debug` prints `[redacted]`, so the configuration can be logged.
@@ -209,6 +262,51 @@ impl Config {
                     .collect()
             })
             .unwrap_or_default();
+        // `VAR` requests per second (0: off) and `VAR_BURST` at once (default: twice the rate).
+        let rate_limit = |var: &'static str,
+                          burst_var: &'static str,
+                          default: u32|
+         -> Result<Option<RateLimit>, ConfigError> {
+            let per_second = u32::try_from(number(var, u64::from(default))?)
+                .map_err(|_| invalid(var, "must be at most 4294967295"))?;
+            let Some(per_second) = NonZeroU32::new(per_second) else {
+                return Ok(None);
+            };
+            let burst = match get(burst_var) {
+                None => per_second.saturating_mul(NonZeroU32::new(2).expect("2 is not 0")),
+                Some(_) => u32::try_from(positive(burst_var, 1)?)
+                    .ok()
+                    .and_then(NonZeroU32::new)
+                    .ok_or_else(|| invalid(burst_var, "must be at most 4294967295"))?,
+            };
+            Ok(Some(RateLimit { per_second, burst }))
+        };
+        let rate_limits = RateLimits {
+            per_address: rate_limit(
+                "RATE_LIMIT_PER_ADDRESS",
+                "RATE_LIMIT_PER_ADDRESS_BURST",
+                RateLimits::DEFAULT_PER_ADDRESS,
+            )?,
+            per_token: rate_limit(
+                "RATE_LIMIT_PER_TOKEN",
+                "RATE_LIMIT_PER_TOKEN_BURST",
+                RateLimits::DEFAULT_PER_TOKEN,
+            )?,
+            per_admin_token: rate_limit(
+                "RATE_LIMIT_PER_ADMIN_TOKEN",
+                "RATE_LIMIT_PER_ADMIN_TOKEN_BURST",
+                RateLimits::DEFAULT_PER_ADMIN_TOKEN,
+            )?,
+            ws_upgrades_per_address: rate_limit(
+                "RATE_LIMIT_WS_UPGRADES_PER_ADDRESS",
+                "RATE_LIMIT_WS_UPGRADES_PER_ADDRESS_BURST",
+                RateLimits::DEFAULT_WS_UPGRADES_PER_ADDRESS,
+            )?,
+        };
+        let trusted_proxies = match get("TRUSTED_PROXIES") {
+            None => Vec::new(),
+            Some(raw) => parse_networks(&raw).map_err(|r| invalid("TRUSTED_PROXIES", r))?,
+        };
         let default_workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -268,6 +366,8 @@ impl Config {
                 max_response_bytes: positive("A2A_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)? as usize,
                 allow_private: flag("A2A_ALLOW_PRIVATE_ADDRESSES", true)?,
             },
+            rate_limits,
+            trusted_proxies,
         };
         config.check_exposure()?;
         config.check_secrets_keys()?;
@@ -314,6 +414,21 @@ impl Config {
             "embedded"
         }
     }
+}
+
+/// Parses a comma-separated list of CIDRs (`10.0.0.0/8`, `fd00::/8`) or single addresses
+/// (`127.0.0.1`, `::1`, taken as /32 and /128).
+fn parse_networks(raw: &str) -> Result<Vec<IpNet>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| format!("{item:?} is not an address or CIDR"))
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -406,6 +521,59 @@ mod tests {
             config(&[("A2A_MAX_RESPONSE_BYTES", "0")]).unwrap_err().var,
             "A2A_MAX_RESPONSE_BYTES"
         );
+    }
+
+    #[test]
+    fn rate_limits_default_on_and_zero_turns_one_off() {
+        let c = config(&[]).unwrap();
+        let per_token = c.rate_limits.per_token.unwrap();
+        assert_eq!(per_token.per_second.get(), RateLimits::DEFAULT_PER_TOKEN);
+        assert_eq!(per_token.burst.get(), 2 * RateLimits::DEFAULT_PER_TOKEN);
+        assert!(c.rate_limits.per_address.is_some());
+        assert!(c.rate_limits.per_admin_token.is_some());
+        assert!(c.rate_limits.ws_upgrades_per_address.is_some());
+        assert!(c.trusted_proxies.is_empty());
+
+        let c = config(&[
+            ("RATE_LIMIT_PER_ADDRESS", "0"),
+            ("RATE_LIMIT_PER_TOKEN", "5"),
+            ("RATE_LIMIT_PER_TOKEN_BURST", "7"),
+        ])
+        .unwrap();
+        assert_eq!(c.rate_limits.per_address, None);
+        let per_token = c.rate_limits.per_token.unwrap();
+        assert_eq!((per_token.per_second.get(), per_token.burst.get()), (5, 7));
+        assert!(c.rate_limits.ws_upgrades_per_address.is_some());
+    }
+
+    #[test]
+    fn invalid_rate_limits_name_the_variable() {
+        assert_eq!(
+            config(&[("RATE_LIMIT_PER_TOKEN", "-1")]).unwrap_err().var,
+            "RATE_LIMIT_PER_TOKEN"
+        );
+        assert_eq!(
+            config(&[("RATE_LIMIT_PER_TOKEN_BURST", "0")])
+                .unwrap_err()
+                .var,
+            "RATE_LIMIT_PER_TOKEN_BURST"
+        );
+        assert_eq!(
+            config(&[("RATE_LIMIT_PER_ADDRESS", "99999999999")])
+                .unwrap_err()
+                .var,
+            "RATE_LIMIT_PER_ADDRESS"
+        );
+    }
+
+    #[test]
+    fn trusted_proxies_take_cidrs_and_addresses() {
+        let c = config(&[("TRUSTED_PROXIES", " 10.1.2.3/8, 127.0.0.1 ,::1,fd00::/8")]).unwrap();
+        let nets: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "127.0.0.1/32", "::1/128", "fd00::/8"]);
+        let err = config(&[("TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal")]).unwrap_err();
+        assert_eq!(err.var, "TRUSTED_PROXIES");
+        assert!(err.to_string().contains("proxy.internal"), "{err}");
     }
 
     #[test]

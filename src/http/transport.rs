@@ -27,11 +27,6 @@ use actix_web::web::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-/// How long a connection gets to finish its close after the response (actix-web's
-/// `HttpServer` default; keep-alive, half-closed and buffer settings are the builder's, which
-/// match `HttpServer`'s).
-const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// How the server runs; the rest are actix-web's defaults.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
@@ -42,6 +37,9 @@ pub struct ServerOptions {
     /// A connection must deliver its first request head within this long, or it is answered
     /// 408 and closed (actix's `client_request_timeout`).
     pub head_timeout: Duration,
+    /// How long a connection gets to finish its close after the response (actix's
+    /// `client_disconnect_timeout`; see `app.rs` for why it is below the 1 s default).
+    pub client_disconnect_timeout: Duration,
 }
 
 /// Serves the app factory on `listener` as `HttpServer::listen(…).run()` would, with every
@@ -64,6 +62,7 @@ where
 {
     let addr = listener.local_addr()?;
     let head_timeout = options.head_timeout;
+    let client_disconnect_timeout = options.client_disconnect_timeout;
     let builder = Server::build()
         .workers(options.workers)
         .disable_signals()
@@ -88,8 +87,9 @@ where
                 async move { shutdown.notified().await }
             })
             .client_request_timeout(head_timeout)
-            // HttpServer's default (the bare builder's is zero); see PITFALLS on close timing.
-            .client_disconnect_timeout(CLIENT_DISCONNECT_TIMEOUT)
+            // The bare builder's default is zero; keep-alive, half-closed and buffer settings
+            // are the builder's, which match `HttpServer`'s.
+            .client_disconnect_timeout(client_disconnect_timeout)
             .local_addr(addr)
             .h1(app);
         actix_service::fn_service(|io: TcpStream| async move {

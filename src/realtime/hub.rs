@@ -47,6 +47,8 @@ struct Inner {
     /// The newest seq fanned out. A session registered now gets every event after it through
     /// its queue, so a resume replays `(since, delivered]` from the database and nothing else.
     delivered: i64,
+    /// Set by `close_all`: a session registered afterwards is closed at once, for this reason.
+    closing: Option<CloseReason>,
 }
 
 pub struct Hub {
@@ -83,6 +85,7 @@ impl Hub {
                 sessions: HashMap::new(),
                 parents,
                 delivered,
+                closing: None,
             }),
             next_id: AtomicU64::new(1),
             queue_capacity,
@@ -104,12 +107,20 @@ impl Hub {
         let (kill_tx, kill) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
+        // A socket that raced a shutdown is closed like the others, never left open.
+        let kill_tx = match inner.closing {
+            Some(reason) => {
+                let _ = kill_tx.send(reason);
+                None
+            }
+            None => Some(kill_tx),
+        };
         inner.sessions.insert(
             id,
             SessionEntry {
                 queue,
                 subscriber,
-                kill: Some(kill_tx),
+                kill: kill_tx,
             },
         );
         metrics::gauge!("canopy_ws_sessions_open").increment(1.0);
@@ -147,6 +158,7 @@ impl Hub {
             sessions,
             parents,
             delivered,
+            ..
         } = &mut *inner;
         let mut sent = 0u64;
         for entry in sessions.values_mut() {
@@ -188,8 +200,10 @@ impl Hub {
     }
 
     /// Closes every session (graceful shutdown): clients reconnect elsewhere with `since`.
+    /// A session registered afterwards is closed as soon as it registers.
     pub fn close_all(&self, reason: CloseReason) {
         let mut inner = self.lock();
+        inner.closing = Some(reason);
         for entry in inner.sessions.values_mut() {
             if let Some(kill) = entry.kill.take() {
                 let _ = kill.send(reason);
@@ -260,6 +274,16 @@ mod tests {
         }
         assert_eq!(slow.kill.try_recv().unwrap(), CloseReason::SlowConsumer);
         assert_eq!(hub.delivered(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_session_registered_after_close_all_is_closed_at_once() {
+        let hub = Hub::new(ParentMap::new(), 0);
+        let (mut before, _frames) = hub.register(Subscriber::Canvas);
+        hub.close_all(CloseReason::GoingAway);
+        assert_eq!(before.kill.try_recv().unwrap(), CloseReason::GoingAway);
+        let (mut late, _late_frames) = hub.register(Subscriber::Canvas);
+        assert_eq!(late.kill.try_recv().unwrap(), CloseReason::GoingAway);
     }
 
     #[tokio::test]

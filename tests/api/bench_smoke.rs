@@ -15,9 +15,10 @@ use crate::helpers::*;
 async fn bench_smoke_loses_nothing() {
     let db = TestDb::new();
     let cluster = db.is_postgres() && redis_url().is_some();
+    // Like bench/run.sh, the rate limits are off: 100 sockets open at once from one address.
     let options = TestOptions {
         redis_prefix: Some(format!("test:{}:", uuid::Uuid::new_v4().simple())),
-        ..TestOptions::default()
+        ..rate_limits_off()
     };
     let first = spawn_on(&db, options.clone()).await;
     let second = if cluster {

@@ -133,6 +133,8 @@ pub struct TestApp {
     pub state: Arc<AppState>,
     pub admin_token: Option<String>,
     stop: StopHandle,
+    /// Becomes `true` when the server future has completed (after a stop).
+    server_done: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn config_for(db: &TestDb, options: &TestOptions) -> Config {
@@ -153,6 +155,16 @@ pub fn config_for(db: &TestDb, options: &TestOptions) -> Config {
     Config::from_lookup(|k| vars.get(k).cloned()).expect("test config is valid")
 }
 
+/// Options with every rate limit off, for load tests that drive hundreds of sockets or
+/// requests from 127.0.0.1 (as `bench/run.sh` does).
+pub fn rate_limits_off() -> TestOptions {
+    TestOptions::default()
+        .var("RATE_LIMIT_PER_ADDRESS", "0")
+        .var("RATE_LIMIT_PER_TOKEN", "0")
+        .var("RATE_LIMIT_PER_ADMIN_TOKEN", "0")
+        .var("RATE_LIMIT_WS_UPGRADES_PER_ADDRESS", "0")
+}
+
 pub async fn spawn_app() -> (TestApp, TestDb) {
     let db = TestDb::new();
     let app = spawn_on(&db, TestOptions::default()).await;
@@ -166,7 +178,11 @@ pub async fn spawn_on(db: &TestDb, options: TestOptions) -> TestApp {
     let port = app.port();
     let state = app.state();
     let stop = app.handle();
-    tokio::spawn(app.run_until_stopped());
+    let (done, server_done) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        let _ = app.run_until_stopped().await;
+        let _ = done.send(true);
+    });
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
@@ -177,12 +193,21 @@ pub async fn spawn_on(db: &TestDb, options: TestOptions) -> TestApp {
         state,
         admin_token,
         stop,
+        server_done,
     }
 }
 
 impl TestApp {
     pub async fn stop(&self) {
         self.stop.stop().await;
+    }
+
+    /// Waits until the server future has completed; `false` if `within` passed first.
+    pub async fn server_stopped_within(&self, within: Duration) -> bool {
+        let mut done = self.server_done.clone();
+        tokio::time::timeout(within, done.wait_for(|done| *done))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     pub fn url(&self, path: &str) -> String {
