@@ -15,6 +15,11 @@
 
 pub mod address;
 
+/// Sent on every proxied call. A registered URL that points back at a Canopy proxy route
+/// (this instance or another) would otherwise turn one call into a chain of calls; the proxy
+/// refuses a request that carries it with 508 Loop Detected (RFC 5842 §7.2).
+pub const HOP_HEADER: &str = "x-canopy-a2a-hop";
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -110,6 +115,7 @@ impl A2aClient {
                 .post(parsed)
                 .header(reqwest::header::CONTENT_TYPE, "application/json")
                 .header(reqwest::header::ACCEPT, "application/json")
+                .header(HOP_HEADER, "1")
                 .body(body)
                 .send()
                 .await

@@ -86,6 +86,8 @@ pub fn decide(
     decided_by: String,
 ) -> AppResult<Approval> {
     tx.lock_stream()?;
+    // A removed workspace's requests are history: nobody acts on its behalf any more.
+    super::workspaces::require_live(tx, workspace_id)?;
     let found = store::find(tx.conn(), approval_id)?
         .filter(|a| a.workspace_id == workspace_id)
         .ok_or_else(not_found)?;

@@ -45,7 +45,7 @@ impl RpcRequest {
             )));
         }
         match object.get("params") {
-            None | Some(Value::Null) | Some(Value::Object(_)) | Some(Value::Array(_)) => {}
+            None | Some(Value::Object(_)) | Some(Value::Array(_)) => {}
             Some(_) => return Err(invalid("params must be an object or an array")),
         }
         let mut envelope = match object.get("jsonrpc") {

@@ -125,6 +125,12 @@ pub async fn proxy(
     Json(RpcBody(body)): Json<RpcBody>,
 ) -> AppResult<HttpResponse> {
     let target = workspace_id(&path)?;
+    if req.headers().contains_key(crate::a2a::HOP_HEADER) {
+        return Err(AppError::WithBody {
+            status: StatusCode::LOOP_DETECTED,
+            body: json!({ "error": "the agent URL leads back to a Canopy proxy route" }),
+        });
+    }
     let caller = caller_header(&req)?;
     if caller.is_none() {
         require_admin(&req, &state)?;
@@ -259,6 +265,19 @@ fn answer(result: Result<AgentAnswer, CallError>) -> (AppResult<HttpResponse>, R
         }
     };
     let parsed: Option<Value> = serde_json::from_slice(&answer.body).ok();
+    // The answer is stored with the call: like a request body, it may hold no U+0000, which
+    // PostgreSQL cannot store (and SQLite would), so both backends refuse it alike.
+    if let Some(path) = parsed
+        .as_ref()
+        .and_then(|v| super::body::find_nul(v, String::new()))
+    {
+        let message = format!("workspace agent answered with the character U+0000 (at {path})");
+        return failed(
+            bad_gateway(&message, json!({ "agent_status": answer.status })),
+            Outcome::Error,
+            message,
+        );
+    }
     if !(200..300).contains(&answer.status) {
         let agent_error = parsed.as_ref().and_then(|v| v.get("error")).map(|e| {
             e.as_str()

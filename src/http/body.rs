@@ -350,8 +350,9 @@ pub fn parse_query<T: DeserializeOwned>(query: &str) -> Result<T, AppError> {
     })
 }
 
-/// The path (`agent_card.skills[2].name`) of the first string or key holding U+0000.
-fn find_nul(value: &Value, path: String) -> Option<String> {
+/// The path (`agent_card.skills[2].name`) of the first string or key holding U+0000. Also
+/// for JSON from elsewhere that will be stored (an agent's answer through the A2A proxy).
+pub fn find_nul(value: &Value, path: String) -> Option<String> {
     let here = |p: &str| {
         if p.is_empty() {
             "request body".to_string()
@@ -451,6 +452,13 @@ fn json_syntax_error(e: &serde_json::Error) -> String {
             let reason = message.split(" at line ").next().unwrap_or(&message);
             match reason {
                 "trailing characters" => "unexpected data after the JSON value".to_string(),
+                "recursion limit exceeded" => "nested more than 128 levels deep".to_string(),
+                r if r.starts_with("control character") => {
+                    "a string holds a raw control character (escape it)".to_string()
+                }
+                r if r.contains("surrogate") || r.contains("escape") => {
+                    "invalid escape in a string".to_string()
+                }
                 other => other.to_string(),
             }
         }
@@ -471,12 +479,17 @@ pub fn field_error(path: &str, message: &str) -> String {
         "" | "." | "?" => None,
         p => Some(p),
     };
-    if let Some(name) = message
-        .strip_prefix("missing field `")
-        .and_then(|m| m.split('`').next())
-    {
-        let full = field.map_or(name.to_string(), |p| format!("{p}.{name}"));
-        return format!("{full}: is required");
+    for (prefix, rule) in [
+        ("missing field `", "is required"),
+        ("duplicate field `", "is given more than once"),
+    ] {
+        if let Some(name) = message
+            .strip_prefix(prefix)
+            .and_then(|m| m.split('`').next())
+        {
+            let full = field.map_or(name.to_string(), |p| format!("{p}.{name}"));
+            return format!("{full}: {rule}");
+        }
     }
     let rule = if let Some(rest) = message.strip_prefix("unknown variant ") {
         rest.split_once("expected ")
@@ -500,8 +513,6 @@ pub fn field_error(path: &str, message: &str) -> String {
         "must be true or false".into()
     } else if message.starts_with("invalid length") {
         "has the wrong number of elements".into()
-    } else if message.starts_with("duplicate field") {
-        "is given more than once".into()
     } else {
         "is invalid".into()
     };
@@ -685,5 +696,6 @@ mod tests {
             "limit: must not contain the character U+0000"
         );
         assert_eq!(parse_query::<Q>("limit=5").unwrap().limit, Some(5));
+        assert_eq!(message("limit=1&limit=2"), "limit: is given more than once");
     }
 }

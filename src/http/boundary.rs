@@ -59,17 +59,32 @@ impl Boundary {
     /// 421 for a `Host` not served here, 403 for a cross-site request that could act.
     pub fn check(&self, req: &ServiceRequest) -> Result<(), AppError> {
         let headers = req.headers();
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
+        let host_header = headers.get(header::HOST).map(|h| h.to_str().ok());
+        // An absolute-form target (`POST http://name/…`) names the host itself, and it wins
+        // over `Host` (RFC 9112 §3.2.2): both must be served here.
+        let authority = req.uri().authority().map(|a| a.to_string());
+        let misdirected =
+            || AppError::MisdirectedRequest("host not served here: add it to ALLOWED_HOSTS".into());
+        if matches!(host_header, Some(None)) {
+            return Err(misdirected());
+        }
+        let host = host_header
+            .flatten()
             .map(str::to_string)
-            .or_else(|| req.uri().authority().map(|a| a.to_string()));
-        if let Some(host) = &host {
-            if !self.host_allowed(host) {
-                return Err(AppError::MisdirectedRequest(
-                    "host not served here: add it to ALLOWED_HOSTS".into(),
-                ));
+            .or(authority.clone());
+        for name in [host.as_deref(), authority.as_deref()]
+            .into_iter()
+            .flatten()
+        {
+            if !self.host_allowed(name) {
+                return Err(misdirected());
             }
+        }
+        // U+0000 is refused in every query string, whether or not the route reads it.
+        if has_nul_escape(req.query_string()) {
+            return Err(AppError::BadRequest(
+                "query: must not contain the character U+0000".into(),
+            ));
         }
         if !could_act(req) {
             return Ok(());
@@ -100,18 +115,32 @@ fn cross_site() -> AppError {
     AppError::Forbidden("cross-origin request refused: origin not allowed".into())
 }
 
-/// A request that can change state or open the live stream (which carries everything).
+/// A request that can change state or open the live stream (which carries everything): any
+/// request to the stream's path, or naming `websocket` anywhere in `Upgrade`, counts.
 fn could_act(req: &ServiceRequest) -> bool {
     let method = req.method();
     let preflight = method == Method::OPTIONS
         && req
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
-    let upgrade = req
-        .headers()
-        .get(header::UPGRADE)
-        .is_some_and(|u| u.as_bytes().eq_ignore_ascii_case(b"websocket"));
-    preflight || upgrade || !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+    let upgrade = req.headers().get_all(header::UPGRADE).any(|u| {
+        u.to_str().map_or(true, |u| {
+            u.split(',')
+                .any(|token| token.trim().eq_ignore_ascii_case("websocket"))
+        })
+    });
+    preflight
+        || upgrade
+        || req.path() == STREAM_PATH
+        || !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The live stream's path: its requests are checked like writes, whatever their headers say.
+const STREAM_PATH: &str = "/ws";
+
+/// `%00` anywhere in a raw query string (the only way a URI carries U+0000).
+fn has_nul_escape(query: &str) -> bool {
+    query.as_bytes().windows(3).any(|w| w == b"%00")
 }
 
 /// An `Origin` (`scheme://host[:port]`) naming the host the request was sent to.
@@ -122,14 +151,20 @@ pub fn is_same_origin(origin: &str, host: &str) -> bool {
         .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
 }
 
-/// `example.com:8080` → `example.com`; `[::1]:8080` → `::1`.
+/// `example.com:8080` → `example.com`; `[::1]:8080` → `::1`. Anything after the name that is
+/// not `:digits` is kept, so `127.0.0.1:80@evil.test` is a name no list holds.
 fn host_name(host: &str) -> &str {
+    let is_port = |p: &str| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit());
     if let Some(rest) = host.strip_prefix('[') {
-        return rest.split(']').next().unwrap_or_default();
+        return match rest.split_once(']') {
+            Some((name, "")) => name,
+            Some((name, port)) if port.strip_prefix(':').is_some_and(is_port) => name,
+            _ => host,
+        };
     }
     match host.rsplit_once(':') {
         // More than one colon without brackets: a bare IPv6 address, no port.
-        Some((name, _)) if !name.contains(':') => name,
+        Some((name, port)) if !name.contains(':') && is_port(port) => name,
         _ => host,
     }
 }
@@ -137,7 +172,7 @@ fn host_name(host: &str) -> &str {
 /// `localhost`, `*.localhost` (RFC 6761 §6.3: always loopback) and loopback addresses.
 fn is_loopback_name(name: &str) -> bool {
     name == "localhost"
-        || name.ends_with(".localhost")
+        || (name.len() > ".localhost".len() && name.ends_with(".localhost"))
         || name
             .parse::<std::net::IpAddr>()
             .is_ok_and(|ip| ip.is_loopback())
@@ -197,6 +232,10 @@ mod tests {
             "10.0.0.1",
             "localhost.evil.test",
             "[::2]:80",
+            "127.0.0.1:80@evil.test",
+            "127.0.0.1:abc",
+            "[::1]:80x",
+            ".localhost",
         ] {
             assert!(!b.host_allowed(host), "{host}");
         }

@@ -84,6 +84,14 @@ impl Agent {
                     }),
                 )
                 .route(
+                    "/nul",
+                    web::post().to(|| async {
+                        HttpResponse::Ok().content_type("application/json").body(
+                            r#"{"jsonrpc":"2.0","id":1,"result":{"parts":[{"text":"a\u0000b"}]}}"#,
+                        )
+                    }),
+                )
+                .route(
                     "/text",
                     web::post().to(|| async { HttpResponse::Ok().body("plain words") }),
                 )
@@ -578,4 +586,57 @@ async fn the_proxy_headers_pass_a_cors_preflight() {
         .unwrap()
         .to_lowercase();
     assert!(allowed.contains("x-timeout"), "{allowed}");
+}
+
+#[tokio::test]
+async fn an_answer_holding_nul_is_a_clear_502_and_recorded_alike_on_both_backends() {
+    let (app, _db) = spawn_app().await;
+    let agent = Agent::start().await;
+    let (id, _) = agent_workspace(&app, "Nul", None, &agent.url("/nul")).await;
+    let (status, body) = proxy(&app, &id, chat("hi"), &[]).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(
+        body["error"],
+        "workspace agent answered with the character U+0000 (at result.parts[0].text)"
+    );
+    let (_, rows) = app
+        .get(&format!("/workspaces/{id}/activity?type=a2a_receive"))
+        .await;
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        1,
+        "the failed call is recorded: {rows}"
+    );
+    assert_eq!(rows[0]["status"], "error");
+    // params must be an object or an array: null is not "no params".
+    let (status, _) = proxy(&app, &id, json!({ "method": "m", "params": null }), &[]).await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test]
+async fn an_agent_url_leading_back_to_the_proxy_is_one_hop_not_a_chain() {
+    let (app, _db) = spawn_app().await;
+    let id = app.create_workspace("Loop", None).await;
+    let url = app.url(&format!("/workspaces/{id}/a2a"));
+    let (status, _) = app
+        .post(
+            "/registry/register",
+            json!({ "id": id, "url": url, "agent_card": { "name": "loop" } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = proxy(&app, &id, chat("hi"), &[]).await;
+    assert_eq!(
+        status, 502,
+        "the inner call is refused, so the agent 'failed': {body}"
+    );
+    assert_eq!(body["agent_status"], 508);
+    let (_, rows) = app
+        .get(&format!("/workspaces/{id}/activity?type=a2a_receive"))
+        .await;
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        1,
+        "one call, not a chain: {rows}"
+    );
 }

@@ -402,3 +402,30 @@ async fn reading_pending_requests_never_expires_them() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_removed_workspaces_requests_can_no_longer_be_decided() {
+    let (app, _db) = spawn_app().await;
+    let id = app.create_workspace("Gone", None).await;
+    let (status, body) = app
+        .post(
+            &format!("/workspaces/{id}/approvals"),
+            json!({ "action": "deploy" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let approval = body["approval_id"].as_str().unwrap().to_string();
+    assert_eq!(app.delete(&format!("/workspaces/{id}")).await.0, 200);
+    let before = app.live_events().await.len();
+    let (status, body) = app
+        .post(
+            &format!("/workspaces/{id}/approvals/{approval}/decide"),
+            json!({ "decision": "approved" }),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (404, json!({ "error": "workspace not found" }))
+    );
+    assert_eq!(app.live_events().await.len(), before, "no APPROVAL_DECIDED");
+}

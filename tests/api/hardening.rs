@@ -760,3 +760,80 @@ async fn unknown_workspace_history_is_404_and_a_removed_ones_is_kept() {
     assert_eq!(status, 200);
     assert_eq!(body[0]["event_type"], "WORKSPACE_REMOVED");
 }
+
+/// Sends raw request bytes and returns the status code of the answer.
+async fn raw_status(port: u16, request: String) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 512];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut head))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let line = String::from_utf8_lossy(&head[..n]).to_string();
+    line.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{line}"))
+}
+
+#[tokio::test]
+async fn headers_no_browser_sends_cannot_slip_past_the_boundary() {
+    let (app, _db) = spawn_app().await;
+    let port = app.port;
+    let key = "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+    // `websocket` among other upgrade tokens, or no Origin but a cross-site fetch: refused.
+    for extra in [
+        "Origin: http://evil.example\r\nUpgrade: websocket, h2c\r\n",
+        "Origin: http://evil.example\r\nUpgrade: h2c, WebSocket\r\n",
+        "Sec-Fetch-Site: cross-site\r\nUpgrade: websocket\r\n",
+        "Origin: http://evil.example\r\n",
+    ] {
+        let request = format!(
+            "GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: Upgrade\r\n{extra}{key}\r\n"
+        );
+        assert_eq!(raw_status(port, request).await, 403, "{extra}");
+    }
+    // The target's own authority wins over Host; a port must be a port.
+    for (target, host) in [
+        (
+            "http://evil.example/workspaces",
+            format!("127.0.0.1:{port}"),
+        ),
+        ("/workspaces", format!("127.0.0.1:{port}@evil.example")),
+        ("/workspaces", "127.0.0.1:abc".to_string()),
+    ] {
+        let request = format!("GET {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        assert_eq!(raw_status(port, request).await, 421, "{target} {host}");
+    }
+    // U+0000 in the query of a route that never reads it: refused all the same.
+    let head = stream_head(&app).await;
+    for path in ["/workspaces?x=%00", "/canvas/viewport?a=%00"] {
+        let (status, _, body) = send(
+            &app,
+            if path.starts_with("/workspaces") {
+                reqwest::Method::POST
+            } else {
+                reqwest::Method::PUT
+            },
+            path,
+            &[json_type()],
+            Some(br#"{"name":"x","x":1,"y":1,"zoom":1}"#.to_vec()),
+        )
+        .await;
+        assert_eq!(
+            (status, body),
+            (
+                400,
+                json!({ "error": "query: must not contain the character U+0000" })
+            ),
+            "{path}"
+        );
+    }
+    assert_eq!(stream_head(&app).await, head);
+    let (_, listed) = app.get("/workspaces").await;
+    assert_eq!(listed, json!([]));
+}
