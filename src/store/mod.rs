@@ -32,7 +32,9 @@ const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqli
 /// Advisory lock keys (PostgreSQL). Arbitrary constants, fixed forever: every instance of every
 /// version must agree on them.
 const MIGRATION_LOCK_KEY: i64 = 0x63616e6f70790001; // "canopy" 1
-pub(crate) const STREAM_LOCK_KEY: i64 = 0x63616e6f70790002; // "canopy" 2
+/// The PostgreSQL advisory lock every event-appending transaction takes (`"canopy"` 2), so
+/// commit order equals seq order (DESIGN invariant 2). Public so a test can hold it.
+pub const STREAM_LOCK_KEY: i64 = 0x63616e6f70790002;
 
 /// How long a request waits for a pooled connection before it is answered 503.
 const POOL_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);

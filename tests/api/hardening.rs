@@ -708,7 +708,7 @@ async fn a_database_busy_past_its_timeout_is_503_with_retry_after() {
             let mut conn = diesel::PgConnection::establish(&url).unwrap();
             conn.batch_execute(&format!(
                 "BEGIN; SELECT pg_advisory_xact_lock({});",
-                0x63616e6f70790002_i64
+                canopy::store::STREAM_LOCK_KEY
             ))
             .unwrap();
             held.send(()).unwrap();
