@@ -175,7 +175,8 @@ async fn resume_from_pruned_history_or_another_epoch_requires_a_resync() {
 #[tokio::test]
 async fn a_slow_consumer_is_closed_with_4008_and_others_are_unaffected() {
     let db = TestDb::new();
-    let app = spawn_on(&db, TestOptions::default().var("WS_QUEUE_CAPACITY", "4")).await;
+    // A load test: 480 writes from one address in a few seconds, so the limits are off.
+    let app = spawn_on(&db, rate_limits_off().var("WS_QUEUE_CAPACITY", "4")).await;
     let id = app.create_workspace("Loud", None).await;
     app.settle().await;
     let mut slow = app.ws("").await;
