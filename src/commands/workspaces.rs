@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::domain::events::{json_number, EventKind};
 use crate::domain::status::WorkspaceStatus;
 use crate::domain::validation::{RuntimeName, Tier, WorkspaceName, WorkspaceRole};
+use crate::domain::versions::IfMatch;
 use crate::error::{AppError, AppResult};
 use crate::store::workspaces::{
     self as ws, DescriptionChanges, LayoutRow, NewWorkspace, WorkspaceRow,
@@ -110,9 +111,37 @@ pub struct WorkspacePatch {
     pub collapsed: Option<bool>,
 }
 
-pub fn patch(tx: &mut Tx<'_>, id: Uuid, patch: WorkspacePatch) -> AppResult<()> {
+/// Refuses the command with 412 unless `if_match` holds for the row's version. Callers hold
+/// the stream lock, under which every version bump happens, so the version compared here is the
+/// one the command's own changes build on: compare and write are atomic.
+fn check_if_match(
+    tx: &mut Tx<'_>,
+    row: &WorkspaceRow,
+    if_match: Option<&IfMatch>,
+) -> AppResult<()> {
+    match if_match {
+        Some(condition) if !condition.holds(row.version) => {
+            let current = ws::find(tx.conn(), row.id.0)?;
+            Err(AppError::PreconditionFailed {
+                version: row.version,
+                current: serde_json::to_value(current).map_err(|e| AppError::Internal(e.into()))?,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Applies a PATCH. With `if_match`, only if it holds for the current version (else 412);
+/// without it, the last writer wins.
+pub fn patch(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    patch: WorkspacePatch,
+    if_match: Option<IfMatch>,
+) -> AppResult<()> {
     tx.lock_stream()?;
     let row = ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
+    check_if_match(tx, &row, if_match.as_ref())?;
     let now = Utc::now();
 
     // Description: only fields that actually change are written and reported.
@@ -204,9 +233,17 @@ impl Removal {
     }
 }
 
-pub fn delete(tx: &mut Tx<'_>, id: Uuid, confirmed: bool) -> AppResult<Removal> {
+/// Removes a workspace (and, `confirmed`, its descendants). With `if_match`, only if it holds
+/// for the workspace's current version (else 412); descendants are not compared.
+pub fn delete(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    confirmed: bool,
+    if_match: Option<IfMatch>,
+) -> AppResult<Removal> {
     tx.lock_stream()?;
-    ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
+    let row = ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
+    check_if_match(tx, &row, if_match.as_ref())?;
     let children = ws::live_children(tx.conn(), id)?;
     if !children.is_empty() && !confirmed {
         let listed: Vec<Value> = children

@@ -8,3 +8,4 @@ pub mod hierarchy;
 pub mod ids;
 pub mod status;
 pub mod validation;
+pub mod versions;

@@ -137,6 +137,13 @@ pub fn cors(config: &Config) -> Cors {
             header::HeaderName::from_static("x-workspace-id"),
             // The A2A proxy's per-request timeout (seconds), as the reference takes it.
             header::HeaderName::from_static("x-timeout"),
+            // Versions and retries (README "Edits that cannot clobber", "Retries").
+            header::IF_MATCH,
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::HeaderName::from_static("idempotent-replayed"),
         ])
         .supports_credentials()
         .max_age(3600)

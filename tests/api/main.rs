@@ -11,6 +11,7 @@ mod approvals;
 mod bench_smoke;
 mod boundary_ws;
 mod browser;
+mod collab;
 mod foundation;
 mod hardening;
 mod openapi;
