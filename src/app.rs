@@ -189,6 +189,8 @@ impl Application {
                 App::new()
                     .app_data(server_state.clone())
                     .configure(http::configure)
+                    // Inside the rate limits: a refused request claims no key.
+                    .wrap(from_fn(http::idempotency::middleware))
                     .wrap(from_fn(http::rate_limit::limit))
                     .wrap(from_fn(http::drain::refuse_upgrades_while_draining))
                     .wrap(http::cors(&server_state.config))

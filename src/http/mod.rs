@@ -11,6 +11,7 @@ pub mod canvas;
 pub mod drain;
 pub mod events;
 pub mod health;
+pub mod idempotency;
 pub mod openapi;
 pub mod rate_limit;
 pub mod registry;

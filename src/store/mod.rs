@@ -8,6 +8,7 @@ pub mod canvas;
 pub mod connection;
 pub mod events;
 pub mod group_commit;
+pub mod idempotency;
 pub mod leases;
 pub mod schema;
 pub mod secrets;

@@ -1,0 +1,304 @@
+//! `Idempotency-Key` on unsafe methods: replay, 422 for another request under the same key,
+//! waiting for (or 409 on) a request still in flight, and exactly one execution when the same
+//! keyed request reaches two instances at once.
+
+use std::time::Duration;
+
+use canopy::http::idempotency::fingerprint;
+use canopy::store::idempotency::{self as keys, StoredResponse};
+use canopy::store::StoreError;
+use chrono::Utc;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::{header, send};
+use crate::helpers::{count_events, rate_limits_off, spawn_app, spawn_on, TestDb, TestOptions};
+
+async fn provisioning_events(app: &crate::helpers::TestApp) -> usize {
+    app.live_events()
+        .await
+        .iter()
+        .filter(|e| e.1 == "WORKSPACE_PROVISIONING")
+        .count()
+}
+
+async fn workspace_count(app: &crate::helpers::TestApp) -> usize {
+    app.get("/workspaces").await.1.as_array().unwrap().len()
+}
+
+#[tokio::test]
+async fn a_retry_gets_the_stored_response_and_runs_nothing() {
+    let (app, _db) = spawn_app().await;
+    let body = json!({ "name": "Once", "canvas": { "x": 10, "y": 20 } });
+    let key = [("Idempotency-Key", "create-once-1")];
+    let (status, headers, first) =
+        send(&app, Method::POST, "/workspaces", &key, Some(body.clone())).await;
+    assert_eq!(status, 201, "{first}");
+    assert_eq!(header(&headers, "idempotent-replayed"), None);
+    let id = first["id"].as_str().unwrap().to_string();
+
+    let (status, headers, again) =
+        send(&app, Method::POST, "/workspaces", &key, Some(body.clone())).await;
+    assert_eq!(status, 201);
+    assert_eq!(again, first, "the stored body, byte for byte the same JSON");
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("application/json"),
+        "the stored headers"
+    );
+    assert_eq!(workspace_count(&app).await, 1);
+    assert_eq!(provisioning_events(&app).await, 1);
+
+    // The same key for a different request is refused, and nothing runs.
+    let (status, _, refused) = send(
+        &app,
+        Method::POST,
+        "/workspaces",
+        &key,
+        Some(json!({ "name": "Twice" })),
+    )
+    .await;
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Idempotency-Key:"));
+    assert_eq!(workspace_count(&app).await, 1);
+
+    // The key space is the caller's: another credential's same key is a new request.
+    let (status, _, other) = send(
+        &app,
+        Method::POST,
+        "/workspaces",
+        &[key[0], ("Authorization", "Bearer someone-else")],
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 201);
+    assert_ne!(other["id"], first["id"]);
+
+    // PATCH and DELETE: a replay appends no event, and a replayed DELETE still says removed.
+    let path = format!("/workspaces/{id}");
+    let patch_key = [("Idempotency-Key", "rename-1")];
+    for _ in 0..2 {
+        let (status, _, _) = send(
+            &app,
+            Method::PATCH,
+            &path,
+            &patch_key,
+            Some(json!({ "name": "Renamed" })),
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    assert_eq!(count_events(&app, &id, "WORKSPACE_UPDATED").await, 1);
+    let delete_key = [("Idempotency-Key", "\"remove-1\"")];
+    for _ in 0..2 {
+        let (status, _, body) = send(&app, Method::DELETE, &path, &delete_key, None).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["status"], "removed");
+    }
+    assert_eq!(count_events(&app, &id, "WORKSPACE_REMOVED").await, 1);
+
+    // A refusal is an answer too: it is repeated, not re-run.
+    let bad_key = [("Idempotency-Key", "bad-parent")];
+    let bad = json!({ "name": "Orphan", "parent_id": uuid::Uuid::new_v4() });
+    for _ in 0..2 {
+        let (status, _, _) = send(
+            &app,
+            Method::POST,
+            "/workspaces",
+            &bad_key,
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(status, 400);
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_key_is_400_and_safe_methods_ignore_the_header() {
+    let (app, _db) = spawn_app().await;
+    for bad in ["", "has space", &"k".repeat(256)] {
+        let (status, _, body) = send(
+            &app,
+            Method::POST,
+            "/workspaces",
+            &[("Idempotency-Key", bad)],
+            Some(json!({ "name": "X" })),
+        )
+        .await;
+        assert_eq!(status, 400, "{bad:?}: {body}");
+        assert!(body["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("Idempotency-Key:"));
+    }
+    assert_eq!(workspace_count(&app).await, 0);
+    let (status, headers, _) = send(
+        &app,
+        Method::GET,
+        "/workspaces",
+        &[("Idempotency-Key", "reads-are-safe")],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "idempotent-replayed"), None);
+}
+
+/// A retry that arrives while the first request with its key is running waits for that
+/// answer; if none comes in time, it gets 409 and still never runs.
+#[tokio::test]
+async fn a_retry_during_the_first_request_waits_for_its_answer_or_gets_409() {
+    let (app, db) = spawn_app().await;
+    let body = json!({ "name": "Slow" });
+    let bytes = serde_json::to_vec(&body).unwrap();
+    let print = fingerprint(&actix_web::http::Method::POST, "/workspaces", &bytes);
+    // The first request, as another instance sees it: claimed, not answered yet.
+    let store = db.store();
+    for key in ["in-flight-1", "in-flight-2"] {
+        let print = print.clone();
+        store
+            .run(move |c| {
+                keys::claim(c, "anonymous", key, &print, Utc::now()).map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+    }
+    let answer = {
+        let store = store.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let stored = StoredResponse {
+                status: 201,
+                headers: serde_json::Map::from_iter([(
+                    "content-type".to_string(),
+                    json!("application/json"),
+                )]),
+                body: br#"{"id":"from-the-first","status":"provisioning"}"#.to_vec(),
+            };
+            store
+                .run(move |c| {
+                    keys::complete(c, "anonymous", "in-flight-1", &stored).map_err(StoreError::from)
+                })
+                .await
+                .unwrap();
+        }
+    };
+    let retry = send(
+        &app,
+        Method::POST,
+        "/workspaces",
+        &[("Idempotency-Key", "in-flight-1")],
+        Some(body.clone()),
+    );
+    let ((status, headers, replayed), ()) = tokio::join!(retry, answer);
+    assert_eq!(status, 201);
+    assert_eq!(replayed["id"], "from-the-first");
+    assert_eq!(header(&headers, "idempotent-replayed"), Some("true"));
+
+    let (status, headers, refused) = send(
+        &app,
+        Method::POST,
+        "/workspaces",
+        &[("Idempotency-Key", "in-flight-2")],
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 409, "{refused}");
+    assert!(header(&headers, "retry-after").is_some());
+    assert_eq!(workspace_count(&app).await, 0, "neither retry ran");
+}
+
+/// Issue 15 item 8: the same keyed create sent to two instances at once makes one workspace
+/// and one WORKSPACE_PROVISIONING event; every answer names that workspace (or is a 409).
+#[tokio::test]
+async fn the_same_keyed_create_on_two_instances_runs_once() {
+    let db = TestDb::new();
+    let a = spawn_on(&db, rate_limits_off()).await;
+    let b = spawn_on(&db, rate_limits_off()).await;
+    const KEYS: usize = 6;
+    for round in 0..KEYS {
+        let key = format!("cluster-create-{round}");
+        let body = json!({ "name": format!("Raced {round}") });
+        let mut calls = Vec::new();
+        for i in 0..4 {
+            let app = if i % 2 == 0 { &a } else { &b };
+            let (key, body) = (key.clone(), body.clone());
+            calls.push(async move {
+                let (status, _, answer) = send(
+                    app,
+                    Method::POST,
+                    "/workspaces",
+                    &[("Idempotency-Key", key.as_str())],
+                    Some(body),
+                )
+                .await;
+                (status, answer)
+            });
+        }
+        let answers = futures_util::future::join_all(calls).await;
+        let created: Vec<&Value> = answers
+            .iter()
+            .filter(|(status, _)| *status == 201)
+            .map(|(_, answer)| &answer["id"])
+            .collect();
+        assert!(!created.is_empty(), "round {round}: {answers:?}");
+        assert!(
+            created.iter().all(|id| *id == created[0]),
+            "round {round}: one workspace id in every answer: {answers:?}"
+        );
+        assert!(
+            answers.iter().all(|(s, _)| *s == 201 || *s == 409),
+            "{answers:?}"
+        );
+    }
+    assert_eq!(workspace_count(&a).await, KEYS);
+    assert_eq!(provisioning_events(&b).await, KEYS);
+}
+
+/// Keys older than 24 h are pruned; younger ones stay. Run with the app stopped, so no
+/// background pass can race the assertion.
+#[tokio::test]
+async fn keys_older_than_a_day_are_pruned() {
+    let db = TestDb::new();
+    let app = spawn_on(&db, TestOptions::default()).await;
+    app.stop().await;
+    let store = db.store();
+    store
+        .run(|c| {
+            keys::claim(
+                c,
+                "anonymous",
+                "old",
+                "f",
+                Utc::now() - chrono::Duration::hours(25),
+            )?;
+            keys::claim(
+                c,
+                "anonymous",
+                "young",
+                "f",
+                Utc::now() - chrono::Duration::hours(23),
+            )?;
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .unwrap();
+    let deleted = canopy::jobs::retention::prune_idempotency_keys(&store, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(deleted, 1);
+    let (old, young) = store
+        .run(|c| {
+            Ok::<_, StoreError>((
+                keys::find(c, "anonymous", "old")?.is_some(),
+                keys::find(c, "anonymous", "young")?.is_some(),
+            ))
+        })
+        .await
+        .unwrap();
+    assert!(!old && young);
+}
