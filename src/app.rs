@@ -149,6 +149,11 @@ impl Application {
         let (published, to_publish) = mpsc::unbounded_channel();
         let committer = GroupCommitter::start(store.clone(), published);
         tokio::spawn(publish_batches(backplane.clone(), to_publish));
+        tokio::spawn(crate::realtime::volatile::run(
+            Arc::clone(&hub),
+            backplane.clone(),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(
             Relay::new(store.clone(), Arc::clone(&hub)).run(signals_rx, shutdown_rx.clone()),
         );

@@ -94,11 +94,12 @@ pub async fn connect(
     let inbound = Inbound::new(body.into_inner(), Some(body_closed));
     // Register before the session sends CONNECTED: its seq is what the hub had delivered, and
     // every later event reaches the live queue.
-    let (registration, live) = state.hub.register(subscriber);
+    let (registration, live, volatile) = state.hub.register_socket(subscriber);
     let gate = LiveGate::new();
     let body_gate = Arc::clone(&gate);
-    let response =
-        response.map_body(|_, control| BoxBody::new(OutboundBody::new(control, live, body_gate)));
+    let response = response.map_body(|_, control| {
+        BoxBody::new(OutboundBody::new(control, live, body_gate).with_volatile(volatile))
+    });
     let ctx = Arc::new(SessionContext {
         hub: Arc::clone(&state.hub),
         store: state.store.clone(),

@@ -6,5 +6,6 @@ pub mod hub;
 pub mod inbound;
 pub mod outbound;
 pub mod session;
+pub mod volatile;
 
 pub use hub::{CloseReason, Hub, Subscriber};

@@ -1,6 +1,7 @@
 //! Live collaboration (issue 15): workspace versions with `ETag` / `If-Match`, `Idempotency-Key`,
 //! and drag previews on the volatile lane.
 
+mod drag;
 mod idempotency;
 mod versions;
 
