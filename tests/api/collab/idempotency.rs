@@ -146,6 +146,24 @@ async fn a_malformed_key_is_400_and_safe_methods_ignore_the_header() {
     .await;
     assert_eq!(status, 200);
     assert_eq!(header(&headers, "idempotent-replayed"), None);
+
+    // The document tells client authors about the header on every unsafe operation.
+    let (_, document) = app.get("/openapi.json").await;
+    for (path, method) in [("/workspaces", "post"), ("/workspaces/{id}", "delete")] {
+        let operation = &document["paths"][path][method];
+        assert!(
+            operation["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|p| p["name"] == "Idempotency-Key" && p["in"] == "header"),
+            "{path} {method}: {operation}"
+        );
+        assert!(operation["responses"]["422"].is_object());
+    }
+    assert!(document["paths"]["/workspaces"]["get"]["parameters"]
+        .as_array()
+        .is_none_or(|p| p.iter().all(|p| p["name"] != "Idempotency-Key")));
 }
 
 /// A retry that arrives while the first request with its key is running waits for that
