@@ -66,16 +66,17 @@ pub fn caller_scope(req: &HttpRequest) -> String {
 }
 
 /// The key from the header: an sf-string (`"…"`, as the draft writes it) or, as most clients
-/// send it, the bare value; 1 to [`MAX_KEY_BYTES`] visible ASCII characters.
+/// send it, the bare value; 1 to [`MAX_KEY_BYTES`] visible ASCII characters other than `"`
+/// and `\` (so both forms mean the same key and no escaping is needed).
 fn parse_key(raw: &header::HeaderValue) -> Option<String> {
     let text = raw.to_str().ok()?.trim();
-    let key = match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
-        Some(inner) if !inner.contains(['"', '\\']) => inner,
-        Some(_) => return None,
-        None => text,
-    };
-    let visible = key.bytes().all(|b| (0x21..=0x7e).contains(&b));
-    (visible && !key.is_empty() && key.len() <= MAX_KEY_BYTES).then(|| key.to_string())
+    let key = text
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(text);
+    let allowed = |b: u8| (0x21..=0x7e).contains(&b) && b != b'"' && b != b'\\';
+    (key.bytes().all(allowed) && !key.is_empty() && key.len() <= MAX_KEY_BYTES)
+        .then(|| key.to_string())
 }
 
 /// What makes two requests "the same" for a key: method, path with query, and body bytes.
@@ -140,7 +141,7 @@ pub async fn middleware(
     let Some(key) = parse_key(raw_key) else {
         return Ok(req.into_response(refusal(
             StatusCode::BAD_REQUEST,
-            "must be 1 to 255 visible ASCII characters",
+            "must be 1 to 255 visible ASCII characters other than '\"' and '\\', bare or in quotes",
         )));
     };
     let body = match read_body(&mut req.take_payload()).await {
@@ -276,6 +277,9 @@ mod tests {
         assert_eq!(parse(""), None);
         assert_eq!(parse("\"\""), None);
         assert_eq!(parse("a b"), None);
+        assert_eq!(parse("\"abc"), None);
+        assert_eq!(parse("a\"b"), None);
+        assert_eq!(parse("a\\b"), None);
         assert_eq!(parse(&"k".repeat(256)), None);
         assert_eq!(parse(&"k".repeat(255)).map(|k| k.len()), Some(255));
     }

@@ -151,7 +151,7 @@ impl Modify for IdempotencyKeys {
                     .required(Required::False)
                     .description(Some(
                         "Retry safely: the first response to this key (1-255 visible ASCII \
-                         characters) is kept 24 h per caller and returned again for the same \
+                         characters other than quote and backslash, bare or quoted) is kept 24 h per caller and returned again for the same \
                          request, which does not run twice (README: Retries that cannot \
                          double-apply).",
                     ))
@@ -160,7 +160,7 @@ impl Modify for IdempotencyKeys {
                             .schema_type(Type::String)
                             .min_length(Some(1))
                             .max_length(Some(super::idempotency::MAX_KEY_BYTES))
-                            .pattern(Some("^\"?[!-~]+\"?$")),
+                            .pattern(Some("^([!#-\\[\\]-~]+|\"[!#-\\[\\]-~]+\")$")),
                     ))
                     .build();
                 operation
