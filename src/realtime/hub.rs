@@ -243,7 +243,9 @@ impl Hub {
                     .ended
                     .iter()
                     .map(|e| (e.session, Arc::new(Frame::drag_ended(e)))),
-            );
+            )
+            // Serialized before the lock is taken.
+            .collect::<Vec<_>>();
         let from_here = batch.hub == self.id;
         let inner = self.lock();
         let (mut sent, mut dropped) = (0u64, 0u64);
