@@ -131,14 +131,15 @@ fn check_if_match(
     }
 }
 
-/// Applies a PATCH. With `if_match`, only if it holds for the current version (else 412);
-/// without it, the last writer wins.
+/// Applies a PATCH and returns the workspace's version after it (unchanged when nothing
+/// changed). With `if_match`, only if it holds for the current version (else 412); without
+/// it, the last writer wins.
 pub fn patch(
     tx: &mut Tx<'_>,
     id: Uuid,
     patch: WorkspacePatch,
     if_match: Option<IfMatch>,
-) -> AppResult<()> {
+) -> AppResult<i64> {
     tx.lock_stream()?;
     let row = ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
     check_if_match(tx, &row, if_match.as_ref())?;
@@ -219,7 +220,7 @@ pub fn patch(
             json!({ "x": json_number(layout.x), "y": json_number(layout.y), "collapsed": layout.collapsed }),
         ))?;
     }
-    Ok(())
+    Ok(ws::version(tx.conn(), id)?.unwrap_or(row.version))
 }
 
 pub struct Removal {

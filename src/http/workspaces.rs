@@ -6,7 +6,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::require_admin;
 use super::body::{double_option, FieldLimit, Json, JsonBody, Query};
-use super::openapi::{ErrorBody, StatusBody};
+use super::openapi::ErrorBody;
 use super::workspace_id;
 use crate::app::AppState;
 use crate::commands::workspaces::{self as commands, CreateWorkspace, WorkspacePatch};
@@ -272,7 +272,7 @@ impl TryFrom<PatchBody> for WorkspacePatch {
     ),
     request_body(content = PatchBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "`{\"status\": \"updated\"}`", body = StatusBody),
+        (status = 200, description = "`{\"status\": \"updated\", \"version\": n}`; `ETag` is the new version", body = Object),
         (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "Workspace not found", body = ErrorBody),
@@ -296,10 +296,12 @@ pub async fn patch(
     let id = workspace_id(&path)?;
     let patch = WorkspacePatch::try_from(body)?;
     let if_match = if_match(&req)?;
-    state
+    let version = state
         .execute(move |tx| commands::patch(tx, id, patch, if_match))
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "updated" })))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(version)))
+        .json(json!({ "status": "updated", "version": version })))
 }
 
 /// The request's `If-Match` precondition (RFC 9110 §13.1.1), several field lines joined as one

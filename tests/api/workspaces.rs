@@ -111,7 +111,10 @@ async fn patch_emits_one_event_per_kind_of_change() {
     let path = format!("/workspaces/{b}");
 
     let (status, body) = app.patch(&path, json!({ "x": 10, "y": 20.25 })).await;
-    assert_eq!((status, body), (200, json!({ "status": "updated" })));
+    assert_eq!(
+        (status, body),
+        (200, json!({ "status": "updated", "version": 2 }))
+    );
     let (status, _) = app
         .patch(
             &path,

@@ -19,10 +19,21 @@ async fn get_returns_the_version_as_a_strong_etag_and_events_carry_it() {
 
     let mut canvas = app.ws("").await;
     app.settle().await;
-    let (status, _) = app
-        .patch(&path, json!({ "name": "Renamed", "x": 10, "y": 20 }))
-        .await;
+    let (status, headers, answer) = send(
+        &app,
+        Method::PATCH,
+        &path,
+        &[],
+        Some(json!({ "name": "Renamed", "x": 10, "y": 20 })),
+    )
+    .await;
     assert_eq!(status, 200);
+    assert_eq!(answer, json!({ "status": "updated", "version": 2 }));
+    assert_eq!(
+        header(&headers, "etag"),
+        Some("\"2\""),
+        "chain the next If-Match"
+    );
     // One PATCH is one change: both of its events carry the same new version.
     let frames = canvas.events(2).await;
     assert_eq!(frames[0]["event"], "WORKSPACE_UPDATED");
