@@ -142,6 +142,7 @@ async fn only_canvas_sockets_may_drag_and_bad_or_excess_frames_are_refused() {
     let app = spawn_on(&db, TestOptions::default()).await;
     let node = app.create_workspace("Agent home", None).await;
     let token = register(&app, &node).await;
+    app.settle().await;
     let mut agent = WsClient::connect(
         &format!("ws://127.0.0.1:{}/ws", app.port),
         &[
@@ -171,6 +172,13 @@ async fn only_canvas_sockets_may_drag_and_bad_or_excess_frames_are_refused() {
         assert_eq!(answer["type"], "error", "{bad}");
         assert!(answer["error"].as_str().unwrap().starts_with("drag:"));
     }
+
+    // A valid drag reaches other canvases, never agent sockets.
+    let mut watcher = app.ws("").await;
+    next_named(&mut watcher, "CONNECTED").await;
+    canvas.send_text(&drag(&node, 3.0, 4.0)).await;
+    preview_reaches(&mut watcher, &node, 3.0, 4.0).await;
+    agent.expect_silence(Duration::from_millis(300)).await;
 
     // A burst far over 30 per second is thinned, not punished: the socket stays open.
     for i in 0..200 {
