@@ -320,3 +320,57 @@ async fn keys_older_than_a_day_are_pruned() {
         .unwrap();
     assert!(!old && young);
 }
+
+/// A 5xx is not an answer to keep: the server could not do the work, so the key is free again
+/// and the retry runs. (SQLite: the key's own claim waits on the held lock; PostgreSQL: the
+/// claim goes in, the command waits on the stream lock, and the claim is released.)
+#[tokio::test]
+async fn a_5xx_is_not_kept_and_the_retry_runs() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection;
+    let db = TestDb::new();
+    let app = spawn_on(
+        &db,
+        TestOptions::default().var("DATABASE_BUSY_TIMEOUT_MS", "300"),
+    )
+    .await;
+    let id = app.create_workspace("Busy", None).await;
+    let (url, postgres) = (db.url_string(), db.is_postgres());
+    let (hold, release) = std::sync::mpsc::channel::<()>();
+    let (held, is_held) = std::sync::mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        if postgres {
+            let mut conn = diesel::PgConnection::establish(&url).unwrap();
+            conn.batch_execute(&format!(
+                "BEGIN; SELECT pg_advisory_xact_lock({});",
+                canopy::store::STREAM_LOCK_KEY
+            ))
+            .unwrap();
+            held.send(()).unwrap();
+            let _ = release.recv();
+            conn.batch_execute("ROLLBACK").unwrap();
+        } else {
+            let path = url.trim_start_matches("sqlite://").to_string();
+            let mut conn = diesel::SqliteConnection::establish(&path).unwrap();
+            // The app's start-up jobs may be writing: wait for them, as the app would.
+            conn.batch_execute("PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE")
+                .unwrap();
+            held.send(()).unwrap();
+            let _ = release.recv();
+            conn.batch_execute("ROLLBACK").unwrap();
+        }
+    });
+    is_held.recv().unwrap();
+    let path = format!("/workspaces/{id}");
+    let key = [("Idempotency-Key", "busy-rename")];
+    let rename = json!({ "name": "Renamed" });
+    let (status, _, _) = send(&app, Method::PATCH, &path, &key, Some(rename.clone())).await;
+    assert_eq!(status, 503);
+    hold.send(()).unwrap();
+    holder.join().unwrap();
+
+    let (status, headers, body) = send(&app, Method::PATCH, &path, &key, Some(rename)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(header(&headers, "idempotent-replayed"), None, "it ran");
+    assert_eq!(app.get(&path).await.1["name"], "Renamed");
+}
