@@ -11,7 +11,7 @@
 //! - Same key while the first is still running: the retry waits for its answer (up to
 //!   [`IN_FLIGHT_WAIT`]), then 409 with `Retry-After` (the draft's §2.7).
 //! - A 5xx answer is not kept (the server could not do the work: busy, unavailable, failed) and
-//!   the key is released, so a retry runs afresh.
+//!   the key is released, so a retry runs afresh; nor is a 401 (nothing ran).
 //!
 //! Keys are scoped to the caller ([`caller_scope`]): two callers never see each other's keys.
 
@@ -216,7 +216,9 @@ pub async fn middleware(
                 return Err(AppError::Internal(anyhow::anyhow!("response body failed")).into());
             }
         };
-        if head.status().is_server_error() {
+        // A 401 is not kept either: the request did nothing, and unauthenticated callers
+        // must not be able to fill the table.
+        if head.status().is_server_error() || head.status() == StatusCode::UNAUTHORIZED {
             forget(&state, scope, key).await;
         } else {
             let stored = StoredResponse {

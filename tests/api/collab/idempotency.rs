@@ -374,3 +374,37 @@ async fn a_5xx_is_not_kept_and_the_retry_runs() {
     assert_eq!(header(&headers, "idempotent-replayed"), None, "it ran");
     assert_eq!(app.get(&path).await.1["name"], "Renamed");
 }
+
+/// A refusal for lack of credentials is not kept: nothing ran, and it must not cost a row.
+#[tokio::test]
+async fn a_401_is_not_kept() {
+    let db = TestDb::new();
+    let app = spawn_on(&db, TestOptions::default().var("ADMIN_TOKEN", "adm")).await;
+    for _ in 0..2 {
+        let response = app
+            .client
+            .post(app.url("/workspaces"))
+            .bearer_auth("wrong")
+            .header("Idempotency-Key", "no-entry")
+            .json(&json!({ "name": "Intruder" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        assert!(response.headers().get("idempotent-replayed").is_none());
+    }
+    let kept = db
+        .store()
+        .run(|c| {
+            use canopy::store::schema::idempotency_keys as table;
+            use diesel::prelude::*;
+            let rows: i64 = table::table
+                .filter(table::key.eq("no-entry"))
+                .count()
+                .get_result(c)?;
+            Ok::<_, StoreError>(rows > 0)
+        })
+        .await
+        .unwrap();
+    assert!(!kept);
+}
