@@ -14,6 +14,7 @@ pub mod health;
 pub mod openapi;
 pub mod rate_limit;
 pub mod registry;
+pub mod request_id;
 pub mod secrets;
 pub mod static_files;
 pub mod transport;
