@@ -1,0 +1,179 @@
+//! `canopy backup <path>` (issue 13, item 9): a consistent SQLite copy taken while the server is
+//! serving and writing, proven by serving the copy and reading the data back.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::helpers::*;
+use crate::process::run_canopy;
+
+/// A SQLite file of the test's own (the backup is a SQLite feature, whatever DATABASE_URL the
+/// suite runs with), removed with its WAL files at the end.
+struct SqliteFile {
+    dir: std::path::PathBuf,
+}
+
+impl SqliteFile {
+    fn new() -> SqliteFile {
+        let dir = std::env::temp_dir().join(format!("canopy_backup_{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        SqliteFile { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn on_sqlite(path: &str) -> TestOptions {
+    TestOptions {
+        no_redis: true,
+        ..TestOptions::default()
+    }
+    .var("DATABASE_URL", &format!("sqlite://{path}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_taken_while_serving_restores_and_serves_the_same_data() {
+    let files = SqliteFile::new();
+    let (source, copy) = (files.path("canopy.db"), files.path("backup.db"));
+    // The TestDb is only a placeholder here: DATABASE_URL is overridden with the SQLite file.
+    let placeholder = TestDb::new();
+    let app = spawn_on(&placeholder, on_sqlite(&source)).await;
+    let root = app.create_workspace("Root", None).await;
+    let child = app.create_workspace("Child", Some(&root)).await;
+    // Drags keep committing while the backup runs: the copy must hold whole transactions.
+    let writing = Arc::new(AtomicBool::new(true));
+    let drags = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (client, url) = (app.client.clone(), app.url(&format!("/workspaces/{child}")));
+        let (writing, drags) = (Arc::clone(&writing), Arc::clone(&drags));
+        tokio::spawn(async move {
+            let mut x = 0.0;
+            while writing.load(Ordering::SeqCst) {
+                x += 1.0;
+                let response = client
+                    .patch(&url)
+                    .json(&json!({ "x": x, "y": 5.0 }))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200);
+                drags.fetch_add(1, Ordering::SeqCst);
+            }
+        })
+    };
+    let drags_before = {
+        let drags = Arc::clone(&drags);
+        assert!(
+            eventually(Duration::from_secs(10), || {
+                let drags = Arc::clone(&drags);
+                async move { drags.load(Ordering::SeqCst) >= 5 }
+            })
+            .await,
+            "drags are being committed"
+        );
+        drags.load(Ordering::SeqCst)
+    };
+    let database_url = format!("sqlite://{source}");
+    let (ok, output) = tokio::task::spawn_blocking({
+        let (copy, database_url) = (copy.clone(), database_url.clone());
+        move || run_canopy(&["backup", &copy], &[("DATABASE_URL", &database_url)])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "canopy backup succeeds: {output}");
+    assert!(output.contains("backup written"), "{output}");
+    let drags_after = drags.load(Ordering::SeqCst);
+    writing.store(false, Ordering::SeqCst);
+    writer.await.unwrap();
+    assert!(
+        drags_after > drags_before,
+        "the server kept committing during the backup ({drags_before} → {drags_after})"
+    );
+    let source_head = app.live_events().await.last().unwrap().0;
+    app.stop().await;
+
+    // A backup never overwrites.
+    let (ok, output) = run_canopy(&["backup", &copy], &[("DATABASE_URL", &database_url)]);
+    assert!(!ok, "{output}");
+    assert!(output.contains("already exists"), "{output}");
+
+    // Serve the copy and read the data back.
+    let restored = spawn_on(&placeholder, on_sqlite(&copy)).await;
+    let (status, body) = restored.get(&format!("/workspaces/{child}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["name"], "Child");
+    assert_eq!(body["parent_id"], root.as_str());
+    let copied_x = body["x"].as_f64().expect("x is a number");
+    assert!(copied_x >= drags_before as f64, "{body}");
+    let (status, list) = restored.get("/workspaces").await;
+    assert_eq!(status, 200);
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    // Every change came with its events (one transaction each): the copy's stream ends at the
+    // drag whose x the workspace holds, with no gap before it.
+    let events = restored.live_events().await;
+    let seqs: Vec<i64> = events.iter().map(|e| e.0).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "the copied stream has no gap: {seqs:?}"
+    );
+    let layout_changes = events
+        .iter()
+        .filter(|e| e.1 == "WORKSPACE_LAYOUT_CHANGED")
+        .count();
+    assert_eq!(
+        layout_changes as f64, copied_x,
+        "one drag event per committed drag, and the last one's x is the workspace's"
+    );
+    let copy_head = *seqs.last().unwrap();
+    assert!(copy_head <= source_head, "{copy_head} <= {source_head}");
+
+    // The restored server goes on from there: a canvas resumes and sees a new change.
+    let mut socket = restored.ws(&format!("?since={copy_head}")).await;
+    assert_eq!(socket.next_json().await["event"], "CONNECTED");
+    let (status, _) = restored
+        .patch(
+            &format!("/workspaces/{child}"),
+            json!({ "x": -1.0, "y": 0.0 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let event = socket.next_event().await;
+    assert_eq!(event["seq"].as_i64(), Some(copy_head + 1), "{event}");
+    restored.stop().await;
+}
+
+#[test]
+fn backup_refuses_postgresql_and_a_missing_database() {
+    let (ok, output) = run_canopy(
+        &["backup", "/tmp/never-written.db"],
+        &[(
+            "DATABASE_URL",
+            "postgres://postgres@127.0.0.1:5432/postgres",
+        )],
+    );
+    assert!(!ok, "{output}");
+    assert!(output.contains("pg_dump"), "{output}");
+
+    let files = SqliteFile::new();
+    let missing = files.path("missing.db");
+    let copy = files.path("copy.db");
+    let (ok, output) = run_canopy(
+        &["backup", &copy],
+        &[("DATABASE_URL", &format!("sqlite://{missing}"))],
+    );
+    assert!(!ok, "{output}");
+    assert!(output.contains("no SQLite database"), "{output}");
+    assert!(!std::path::Path::new(&missing).exists(), "nothing created");
+    assert!(!std::path::Path::new(&copy).exists(), "nothing written");
+}
