@@ -6,12 +6,15 @@
 //! began — a change and its events together, or neither (DESIGN invariant 1). Copying the file
 //! with `cp` instead can tear a transaction or miss the part still in the `-wal` file.
 //!
+//! The copy is given a new stream epoch: once served, its stream goes on from the backup's
+//! head with seqs the original may already have handed out for other events, so a canvas that
+//! saw the original must resynchronize rather than resume (see `realtime::session`).
+//!
 //! PostgreSQL is backed up with its own tools (`pg_dump`/`pg_restore`, see the README).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::r2d2::ManageConnection;
 use diesel::sql_types::Text;
@@ -48,7 +51,7 @@ pub struct BackupReport {
 
 /// Writes a consistent copy of the SQLite database at `url` to `destination`, which must not
 /// exist. The copy is written beside it under a temporary name, checked with
-/// `PRAGMA quick_check`, flushed to disk and then renamed, so `destination` either does not
+/// `PRAGMA quick_check`, given a new stream epoch, flushed to disk and then renamed, so `destination` either does not
 /// exist or is a complete database. `busy_timeout` bounds the wait for SQLite's locks.
 ///
 /// Blocking: call it from a command-line path or `spawn_blocking`, never on an actix worker.
@@ -126,8 +129,15 @@ fn write_and_check(
         .map_err(|e| sqlite_error(&e))?;
 
     let mut copy = SqliteConnection::establish(partial_text).map_err(|e| sqlite_error(&e))?;
-    copy.batch_execute("PRAGMA query_only = ON")
-        .map_err(|e| sqlite_error(&e))?;
+    // The same form as the initial migration's epoch.
+    let epochs = diesel::sql_query("UPDATE stream_meta SET epoch = lower(hex(randomblob(16)))")
+        .execute(&mut copy)
+        .map_err(|e| BackupError::Sqlite(format!("not a Canopy database: {e}")))?;
+    if epochs != 1 {
+        return Err(BackupError::Sqlite(
+            "not a Canopy database: no stream_meta row".into(),
+        ));
+    }
     let verdict: Vec<QuickCheck> = diesel::sql_query("PRAGMA quick_check")
         .load(&mut copy)
         .map_err(|e| sqlite_error(&e))?;

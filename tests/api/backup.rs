@@ -101,6 +101,7 @@ async fn a_backup_taken_while_serving_restores_and_serves_the_same_data() {
         "the server kept committing during the backup ({drags_before} → {drags_after})"
     );
     let source_head = app.live_events().await.last().unwrap().0;
+    let source_epoch = app.state.epoch.clone();
     app.stop().await;
 
     // A backup never overwrites.
@@ -138,8 +139,25 @@ async fn a_backup_taken_while_serving_restores_and_serves_the_same_data() {
     let copy_head = *seqs.last().unwrap();
     assert!(copy_head <= source_head, "{copy_head} <= {source_head}");
 
-    // The restored server goes on from there: a canvas resumes and sees a new change.
-    let mut socket = restored.ws(&format!("?since={copy_head}")).await;
+    // The copy is a new stream: a canvas that followed the original resynchronizes instead of
+    // resuming (the copy will hand out seqs the original already used).
+    let restored_epoch = restored.state.epoch.clone();
+    assert_ne!(restored_epoch, source_epoch);
+    let mut follower = restored
+        .ws(&format!("?since={copy_head}&epoch={source_epoch}"))
+        .await;
+    assert_eq!(follower.next_json().await["event"], "CONNECTED");
+    let frame = follower.next_json().await;
+    assert_eq!(
+        (frame["event"].clone(), frame["payload"]["reason"].clone()),
+        (json!("RESYNC_REQUIRED"), json!("epoch changed"))
+    );
+
+    // The restored server goes on from there: a canvas of its stream resumes and sees a new
+    // change, first thing after CONNECTED.
+    let mut socket = restored
+        .ws(&format!("?since={copy_head}&epoch={restored_epoch}"))
+        .await;
     assert_eq!(socket.next_json().await["event"], "CONNECTED");
     let (status, _) = restored
         .patch(
@@ -148,7 +166,7 @@ async fn a_backup_taken_while_serving_restores_and_serves_the_same_data() {
         )
         .await;
     assert_eq!(status, 200);
-    let event = socket.next_event().await;
+    let event = socket.next_json().await;
     assert_eq!(event["seq"].as_i64(), Some(copy_head + 1), "{event}");
     restored.stop().await;
 }
