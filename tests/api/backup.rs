@@ -195,3 +195,99 @@ fn backup_refuses_postgresql_and_a_missing_database() {
     assert!(!std::path::Path::new(&missing).exists(), "nothing created");
     assert!(!std::path::Path::new(&copy).exists(), "nothing written");
 }
+
+/// The README's PostgreSQL procedure, step by step: `pg_dump` while serving, `pg_restore` into a
+/// new database, a new epoch, then serve it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_postgresql_procedure_restores_a_dump_taken_while_serving() {
+    let source = TestDb::new();
+    if !source.is_postgres() {
+        eprintln!("PostgreSQL procedure: set DATABASE_URL=postgres://… to run it");
+        return;
+    }
+    let app = spawn_on(&source, TestOptions::default()).await;
+    let root = app.create_workspace("Root", None).await;
+    let child = app.create_workspace("Child", Some(&root)).await;
+    let (status, _) = app
+        .patch(&format!("/workspaces/{child}"), json!({ "x": 42, "y": 7 }))
+        .await;
+    assert_eq!(status, 200);
+    let source_epoch = app.state.epoch.clone();
+    let source_head = app.live_events().await.last().unwrap().0;
+
+    let files = SqliteFile::new();
+    let dump = files.path("canopy.dump");
+    let run = |program: &str, args: &[&str]| {
+        let output = std::process::Command::new(program)
+            .args(args)
+            .output()
+            .unwrap_or_else(|e| panic!("{program} runs (PostgreSQL client tools): {e}"));
+        assert!(
+            output.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let source_url = source.url_string();
+    run(
+        "pg_dump",
+        &["--format=custom", &format!("--file={dump}"), &source_url],
+    );
+    app.stop().await;
+
+    // A new, empty database (the suite's helper creates one), restored and given a new epoch.
+    let restored_db = TestDb::new();
+    let restored_url = restored_db.url_string();
+    run(
+        "pg_restore",
+        &[
+            "--no-owner",
+            "--exit-on-error",
+            &format!("--dbname={restored_url}"),
+            &dump,
+        ],
+    );
+    run(
+        "psql",
+        &[
+            &restored_url,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "UPDATE stream_meta SET epoch = gen_random_uuid()::text",
+        ],
+    );
+
+    let restored = spawn_on(&restored_db, TestOptions::default()).await;
+    assert_ne!(restored.state.epoch, source_epoch, "a new stream epoch");
+    let (status, body) = restored.get(&format!("/workspaces/{child}")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (
+            body["name"].clone(),
+            body["parent_id"].clone(),
+            body["x"].clone()
+        ),
+        (json!("Child"), json!(root), json!(42))
+    );
+    let seqs: Vec<i64> = restored.live_events().await.iter().map(|e| e.0).collect();
+    assert_eq!(seqs, (1..=source_head).collect::<Vec<_>>());
+    let structure = restored.structure_event_types().await;
+    assert_eq!(
+        structure,
+        ["WORKSPACE_PROVISIONING", "WORKSPACE_PROVISIONING"],
+        "the append-only structure_events were restored"
+    );
+    // The restored stream goes on from the dump's head.
+    let mut socket = restored
+        .ws(&format!(
+            "?since={source_head}&epoch={}",
+            restored.state.epoch
+        ))
+        .await;
+    assert_eq!(socket.next_json().await["event"], "CONNECTED");
+    restored.create_workspace("After", None).await;
+    let event = socket.next_json().await;
+    assert_eq!(event["seq"].as_i64(), Some(source_head + 1), "{event}");
+    restored.stop().await;
+}
