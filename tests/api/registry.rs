@@ -613,10 +613,21 @@ async fn heartbeats_keep_a_workspace_online() {
     let app = spawn_on(&db, fast_liveness()).await;
     let id = app.create_workspace("Chatty", None).await;
     let token = register(&app, &id).await;
-    for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // A silent workspace registered at the same moment: once it is offline, the TTL has passed
+    // for both, and the chatty one's heartbeats (one every quarter TTL) are what kept it online.
+    let silent = app.create_workspace("Silent", None).await;
+    register(&app, &silent).await;
+    let mut beat = tokio::time::interval(Duration::from_millis(500));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status_of(&app, &silent).await != "offline" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent workspace goes offline"
+        );
+        beat.tick().await;
         heartbeat(&app, &id, &token, 0.0, "").await;
     }
+    canopy::jobs::liveness::sweep(&app.state).await.unwrap();
     assert_eq!(status_of(&app, &id).await, "online");
     assert_eq!(count_events(&app, &id, "WORKSPACE_OFFLINE").await, 0);
 }
