@@ -272,6 +272,23 @@ async fn nginx_balances_http_and_websockets_over_two_instances() {
     first.send_text(r#"{"type":"ping"}"#).await;
     assert_eq!(first.next_json().await, json!({ "type": "pong" }));
 
+    // A stopping instance refuses upgrades with 503: nginx retries them on the other one, so a
+    // canvas reconnecting during a rolling restart does not see the refusal.
+    a.state.drain.begin();
+    let mut moved = Vec::new();
+    for n in 0..4 {
+        let headers = [("X-Forwarded-For", format!("192.0.2.{}", 110 + n))];
+        let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let mut socket = WsClient::connect(&ws_url, &headers).await;
+        assert_eq!(socket.next_json().await["event"], "CONNECTED");
+        moved.push(socket);
+    }
+    assert_eq!(
+        (a.state.hub.session_count(), b.state.hub.session_count()),
+        (1, 5),
+        "every new canvas went to the instance that is not stopping"
+    );
+
     let access_log = std::fs::read_to_string(nginx.dir.join("canopy.access.log")).unwrap();
     assert!(access_log.contains("request_id="), "{access_log}");
     drop(nginx);
