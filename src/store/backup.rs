@@ -36,6 +36,7 @@ pub enum BackupError {
     /// The database could not be opened or read, or the copy could not be written or checked.
     #[error("backup failed: {0}")]
     Sqlite(String),
+    /// The copy could not be created, flushed or renamed.
     #[error("backup failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -50,9 +51,16 @@ pub struct BackupReport {
 }
 
 /// Writes a consistent copy of the SQLite database at `url` to `destination`, which must not
-/// exist. The copy is written beside it under a temporary name, checked with
-/// `PRAGMA quick_check`, given a new stream epoch, flushed to disk and then renamed, so `destination` either does not
-/// exist or is a complete database. `busy_timeout` bounds the wait for SQLite's locks.
+/// exist. The copy is written beside it under a temporary name (`<destination>.partial`),
+/// checked with `PRAGMA quick_check`, given a new stream epoch, flushed to disk and then
+/// renamed, so `destination` either does not exist or is a complete database. `busy_timeout`
+/// bounds the wait for SQLite's locks.
+///
+/// # Errors
+///
+/// [`BackupError::NotSqlite`] for PostgreSQL, [`BackupError::DestinationExists`], and
+/// [`BackupError::Sqlite`] / [`BackupError::Io`] when the source cannot be read (a missing file
+/// is not created) or the copy cannot be written, checked or moved into place.
 ///
 /// Blocking: call it from a command-line path or `spawn_blocking`, never on an actix worker.
 pub fn backup_sqlite(
