@@ -63,6 +63,36 @@ async fn every_answer_carries_a_request_id_and_a_sane_incoming_one_is_kept() {
 }
 
 #[tokio::test]
+async fn a_canvas_on_an_allowed_origin_may_read_the_request_id() {
+    let db = TestDb::new();
+    let app = spawn_on(
+        &db,
+        TestOptions::default().var("CORS_ORIGINS", "http://canvas.test"),
+    )
+    .await;
+    let response = app
+        .client
+        .get(app.url("/workspaces"))
+        .header("Origin", "http://canvas.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let exposed = response
+        .headers()
+        .get("access-control-expose-headers")
+        .map(|v| v.to_str().unwrap().to_ascii_lowercase());
+    assert!(
+        exposed
+            .as_deref()
+            .is_some_and(|v| v.contains("x-request-id")),
+        "{exposed:?}"
+    );
+    request_id(&response);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_refused_preflight_and_a_rate_limited_request_carry_one_too() {
     let db = TestDb::new();
     let app = spawn_on(
