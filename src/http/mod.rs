@@ -14,6 +14,7 @@ pub mod health;
 pub mod openapi;
 pub mod rate_limit;
 pub mod registry;
+pub mod request_id;
 pub mod secrets;
 pub mod static_files;
 pub mod transport;
@@ -138,6 +139,8 @@ pub fn cors(config: &Config) -> Cors {
             // The A2A proxy's per-request timeout (seconds), as the reference takes it.
             header::HeaderName::from_static("x-timeout"),
         ])
+        // A canvas on another origin can quote the id of a failed request in its report.
+        .expose_headers([request_id::REQUEST_ID_HEADER])
         .supports_credentials()
         .max_age(3600)
 }
