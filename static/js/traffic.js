@@ -1,7 +1,7 @@
 // Agent-to-agent traffic on the canvas: when a workspace calls another through the A2A proxy
 // (an `a2a_send` ACTIVITY_LOGGED event), a short-lived arrow runs from caller to callee.
 
-import { headCentre } from './canvas.js';
+import { CARD_H, CARD_W, headCentre } from './canvas.js';
 import { dom } from './state.js';
 
 const SVG = 'http://www.w3.org/2000/svg';
@@ -19,11 +19,12 @@ export function onTraffic(activity) {
   const a = headCentre(from);
   const b = headCentre(to);
   if (!a || !b) return;
+  const [start, end] = betweenHeads(a, b);
   const line = document.createElementNS(SVG, 'line');
-  line.setAttribute('x1', String(a.x));
-  line.setAttribute('y1', String(a.y));
-  line.setAttribute('x2', String(b.x));
-  line.setAttribute('y2', String(b.y));
+  line.setAttribute('x1', String(start.x));
+  line.setAttribute('y1', String(start.y));
+  line.setAttribute('x2', String(end.x));
+  line.setAttribute('y2', String(end.y));
   line.setAttribute('marker-end', 'url(#arrow-head)');
   line.classList.add('traffic-arrow');
   if (activity.status && activity.status !== 'ok') line.classList.add('traffic-failed');
@@ -37,4 +38,20 @@ export function onTraffic(activity) {
     dom.arrows.querySelector('.traffic-arrow').remove();
   }
   setTimeout(() => line.remove(), TRAFFIC_SHOW_MS);
+}
+
+// The segment between two head centres, cut where it leaves the first head and enters the
+// second, so the arrow head lands on the callee's edge instead of under its text.
+function betweenHeads(a, b) {
+  const dx = b.x - a.x;
+  const dy = b.y - a.y;
+  const cut = Math.min(
+    dx ? CARD_W / 2 / Math.abs(dx) : Infinity,
+    dy ? CARD_H / 2 / Math.abs(dy) : Infinity,
+  );
+  if (!(cut < 0.5)) return [a, b]; // the heads overlap: nothing to cut
+  return [
+    { x: a.x + dx * cut, y: a.y + dy * cut },
+    { x: b.x - dx * cut, y: b.y - dy * cut },
+  ];
 }
