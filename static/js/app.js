@@ -20,9 +20,9 @@
 import { api, onTokenEntered, onTokenSubmit } from './api.js';
 import { loadPending, onApprovalEvent, toggleInbox, wireApprovals } from './approvals.js';
 import { applyViewport, fitView, nodes, onWheel, setViewport, show, updateCount, zoomBy } from './canvas.js';
-import { onActivity, onAgentMessage, wireChat } from './chat.js';
+import { onActivity, onAgentMessage, reloadChat, wireChat } from './chat.js';
 import { cancelDrag, isDragging, wireCanvasInput } from './drag.js';
-import { reduce } from './model.js';
+import { handles, reduce } from './model.js';
 import { onWorkspaceEvent, selectWorkspace, toggleNewForm, wirePanel } from './panel.js';
 import { model, ui, dom, byId } from './state.js';
 import { loadSnapshot, reconnectNow, resync, setConnection, startStream } from './stream.js';
@@ -32,16 +32,18 @@ import { onTraffic } from './traffic.js';
 // One event frame, in seq order: the model changes, the canvas shows it, and the parts of the
 // page that care about its kind follow.
 function applyEvent(frame) {
-  let effect;
+  if (!handles(frame.event)) return; // someone else's
+  let effect = null;
   try {
     effect = show(reduce(model, frame));
   } catch (err) {
     console.error('canopy: applying', frame.event, err);
-    return;
   }
-  if (!effect) return; // unknown events are someone else's
   try {
-    if (effect.type === 'message') {
+    if (!effect) {
+      // Nothing changed here (an echo of this page's own move, a repeated removal): the open
+      // panel still lists the event.
+    } else if (effect.type === 'message') {
       if (!onAgentMessage(effect.id, effect.text, effect.attachments)) toast(`${effect.name}: ${effect.text}`, 'message');
     } else if (effect.type === 'activity') {
       onActivity(effect.id, effect.activity);
@@ -49,16 +51,18 @@ function applyEvent(frame) {
     } else if (effect.type === 'approval') {
       onApprovalEvent(frame.event, effect.id, effect.payload);
     }
-    onWorkspaceEvent(effect.id, frame.event);
+    onWorkspaceEvent(frame.workspace_id ? String(frame.workspace_id) : '', frame.event);
   } catch (err) {
     console.error('canopy: showing', frame.event, err);
   }
 }
 
-// Every snapshot (start, reconnect without resume, resync) may have missed approval events.
+// Every snapshot (start, reconnect without resume, resync) may have missed approval events and
+// agents' messages.
 async function reload() {
   const ok = await loadSnapshot();
   loadPending();
+  reloadChat();
   return ok;
 }
 

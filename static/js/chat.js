@@ -15,6 +15,8 @@ const chat = {
   id: null, // the workspace whose chat is shown
   gen: 0, // bumps on every switch, so late answers for another workspace are dropped
   sending: 0, // lines of this page still waiting for their answer
+  loading: false, // a history load is in flight
+  stale: false, // a live message arrived during that load, which may predate it
 };
 
 function newMessageId() {
@@ -50,7 +52,8 @@ export function openChat(id) {
   chat.id = id;
   chat.gen += 1;
   chat.sending = 0;
-  dom.chatSend.disabled = false;
+  chat.loading = false;
+  chat.stale = false;
   setStatus('');
   dom.chatLog.replaceChildren();
   if (id) {
@@ -62,6 +65,8 @@ export function openChat(id) {
 async function loadHistory() {
   const { id, gen } = chat;
   if (!id) return;
+  chat.loading = true;
+  chat.stale = false;
   try {
     const rows = await api('GET', workspacePath(id, `/activity?type=a2a_receive&source=canvas&limit=${HISTORY_LIMIT}`));
     if (chat.gen !== gen) return;
@@ -71,6 +76,12 @@ async function loadHistory() {
     dom.chatLog.scrollTop = dom.chatLog.scrollHeight;
   } catch (err) {
     if (chat.gen === gen) dom.chatLog.replaceChildren(make('li', 'empty', `Chat history unavailable: ${err.message}`));
+  } finally {
+    if (chat.gen === gen) {
+      chat.loading = false;
+      // The answer replaced the log and may have been read before that message was stored.
+      if (chat.stale) reloadHistorySoon();
+    }
   }
 }
 
@@ -107,6 +118,7 @@ export function onAgentMessage(id, text, attachments) {
     .filter((a) => a && typeof a.uri === 'string')
     .map((a) => ({ name: a.name || a.uri, uri: a.uri }));
   append(message('agent', text, new Date().toISOString(), files));
+  if (chat.loading) chat.stale = true;
   return true;
 }
 
@@ -117,6 +129,11 @@ export function onAgentMessage(id, text, attachments) {
 export function onActivity(id, activity) {
   if (id !== chat.id || chat.sending) return;
   if (activity.activity_type === 'a2a_receive' && activity.source_id == null) reloadHistorySoon();
+}
+
+/** Reloads the open chat's history (after a snapshot, when live messages may have been missed). */
+export function reloadChat() {
+  if (chat.id && !chat.sending) loadHistory();
 }
 
 /** Listens to the chat form. */

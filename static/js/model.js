@@ -284,6 +284,11 @@ function statusFields(event, p) {
   return fields;
 }
 
+/** Whether this page applies events of kind `event` (others are someone else's). */
+export function handles(event) {
+  return Object.hasOwn(STATUS_EVENTS, event) || Object.hasOwn(reducers, event);
+}
+
 /**
  * Applies one stream frame (`{event, workspace_id, payload, seq}`) to the model and returns its
  * effect; null for events this page does not use (they are someone else's).
@@ -291,9 +296,8 @@ function statusFields(event, p) {
 export function reduce(model, frame) {
   const id = frame.workspace_id ? String(frame.workspace_id) : '';
   const payload = frame.payload && typeof frame.payload === 'object' ? frame.payload : {};
-  if (STATUS_EVENTS[frame.event]) {
+  if (Object.hasOwn(STATUS_EVENTS, frame.event)) {
     return knownOrMissing(setFields(model, id, statusFields(frame.event, payload)), id);
   }
-  const reducer = reducers[frame.event];
-  return reducer ? reducer(model, id, payload, frame.event) : null;
+  return Object.hasOwn(reducers, frame.event) ? reducers[frame.event](model, id, payload, frame.event) : null;
 }

@@ -52,7 +52,6 @@ export const dom = {
   chatLog: byId('chat-log'),
   chatForm: byId('chat-form'),
   chatInput: byId('chat-input'),
-  chatSend: byId('chat-send'),
   chatStatus: byId('chat-status'),
   approvalsButton: byId('approvals-button'),
   approvalsCount: byId('approvals-count'),

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  addWorkspace, childrenOf, createModel, descendantsOf, isDescendant, parentOf, reduce, replaceAll,
+  addWorkspace, childrenOf, createModel, descendantsOf, handles, isDescendant, parentOf, reduce, replaceAll,
 } from '../js/model.js';
 
 const frame = (event, workspace_id, payload = {}, seq = undefined) => ({ event, workspace_id, payload, seq });
@@ -128,4 +128,13 @@ test('cycles in bad data do not hang the tree walks', () => {
   addWorkspace(model, { id: 'b', parent_id: 'a' });
   assert.equal(isDescendant(model, 'a', 'zzz'), false);
   assert.deepEqual(descendantsOf(model, 'a').sort(), ['b']);
+});
+
+test('the page handles its own kinds only, including ones that change nothing', () => {
+  for (const kind of ['WORKSPACE_ONLINE', 'WORKSPACE_MOVED', 'ACTIVITY_LOGGED', 'APPROVAL_ESCALATED']) {
+    assert.ok(handles(kind), kind);
+  }
+  for (const kind of ['CONNECTED', 'SOMETHING_NEW', 'toString', '__proto__']) assert.equal(handles(kind), false, kind);
+  const model = org();
+  assert.equal(reduce(model, frame('toString', 'eng')), null, 'no prototype lookups');
 });
