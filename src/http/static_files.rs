@@ -5,6 +5,8 @@
 
 use actix_web::{HttpRequest, HttpResponse};
 
+use crate::error::AppError;
+
 /// One embedded file of `static/`.
 pub struct StaticFile {
     /// The URL path it is served at (`/js/app.js`); `index.html` is served at `/`.
@@ -81,18 +83,17 @@ pub fn content_type(file: &str) -> &'static str {
     }
 }
 
-/// Serves the embedded file registered at the request's path (404 JSON for any other path,
-/// though `configure` only routes listed paths here). No caching headers, as before the
-/// split: a new binary's page is picked up on the next load.
-pub async fn serve(req: HttpRequest) -> HttpResponse {
-    match FILES.iter().find(|f| f.url == req.path()) {
-        Some(f) => HttpResponse::Ok()
-            .content_type(content_type(f.file))
-            .body(f.body),
-        None => HttpResponse::NotFound()
-            .content_type("application/json")
-            .body(r#"{"error":"not found"}"#),
-    }
+/// Serves the embedded file registered at the request's path; 404 `{"error":"not found"}` for
+/// any other path (`configure` routes only listed paths here). No caching headers, as before
+/// the split into modules: a new binary's page is picked up on the next load.
+pub async fn serve(req: HttpRequest) -> Result<HttpResponse, AppError> {
+    let file = FILES
+        .iter()
+        .find(|f| f.url == req.path())
+        .ok_or_else(|| AppError::NotFound("not found".into()))?;
+    Ok(HttpResponse::Ok()
+        .content_type(content_type(file.file))
+        .body(file.body))
 }
 
 #[cfg(test)]
