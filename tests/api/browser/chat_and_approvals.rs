@@ -119,21 +119,24 @@ async fn chat_scenario(t: &mut BrowserTest, agent: &EchoAgent) -> anyhow::Result
     let helper_token = register_at(app, &helper, &agent.url).await?;
     let caller_token = register_at(app, &caller, "http://127.0.0.1:9/unused").await?;
 
-    let first = t.open().await?;
-    let (app, page) = (&t.app, &t.pages[first]);
-    page.wait_connection("live", PAGE_WAIT).await?;
-    page.wait_card("helper online", &helper, PAGE_WAIT, |c| {
-        c["status"] == json!("online")
-    })
-    .await?;
-    open_panel(page, &helper, "Helper").await?;
-    page.wait_true(
-        "empty chat",
-        "return document.getElementById('chat-log').textContent.includes('No messages yet');",
-    )
-    .await?;
+    let (first, second) = (t.open().await?, t.open().await?);
+    let (app, page, other) = (&t.app, &t.pages[first], &t.pages[second]);
+    for p in [page, other] {
+        p.wait_connection("live", PAGE_WAIT).await?;
+        p.wait_card("helper online", &helper, PAGE_WAIT, |c| {
+            c["status"] == json!("online")
+        })
+        .await?;
+        open_panel(p, &helper, "Helper").await?;
+        p.wait_true(
+            "empty chat",
+            "return document.getElementById('chat-log').textContent.includes('No messages yet');",
+        )
+        .await?;
+    }
 
-    // A line typed in the chat goes to the agent through the proxy; its answer shows.
+    // A line typed in the chat goes to the agent through the proxy; its answer shows, and the
+    // other page with the same chat open follows (its ACTIVITY_LOGGED event).
     page.type_into("#chat-input", "hello agent").await?;
     page.click("#chat-send").await?;
     let answered = pairs(&[("user", "hello agent"), ("agent", "echo: hello agent")]);
@@ -141,6 +144,15 @@ async fn chat_scenario(t: &mut BrowserTest, agent: &EchoAgent) -> anyhow::Result
         *v == answered
     })
     .await?;
+    other
+        .wait_for(
+            "the exchange on the other page",
+            PROPAGATION,
+            CHAT_SCRIPT,
+            vec![],
+            |v| *v == answered,
+        )
+        .await?;
 
     // The agent messages the people on the canvas: it shows live in the open chat.
     let (status, body) = post_as(
@@ -206,8 +218,10 @@ async fn chat_scenario(t: &mut BrowserTest, agent: &EchoAgent) -> anyhow::Result
         "return document.querySelectorAll('#arrows .traffic-arrow').length === 0;",
     )
     .await?;
-    let errors = page.script_errors().await?;
-    anyhow::ensure!(errors.is_empty(), "script errors: {errors:#?}");
+    for p in [page, other] {
+        let errors = p.script_errors().await?;
+        anyhow::ensure!(errors.is_empty(), "{}: script errors: {errors:#?}", p.name);
+    }
     Ok(())
 }
 
