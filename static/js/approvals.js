@@ -4,6 +4,7 @@
 
 import { api, workspacePath } from './api.js';
 import { applyApprovalEvent, createInbox, pendingList, replacePending } from './inbox.js';
+import { selectWorkspace } from './panel.js';
 import { dom } from './state.js';
 import { reportError, toast } from './toast.js';
 import { make, shortTime } from './util.js';
@@ -18,7 +19,14 @@ function item(a) {
   const li = make('li', 'approval');
   li.dataset.approvalId = a.id;
   li.dataset.workspaceId = a.workspace_id;
-  li.append(make('span', 'approval-from', a.workspace_name || a.workspace_id));
+  const from = make('button', 'link approval-from', a.workspace_name || a.workspace_id);
+  from.type = 'button';
+  from.title = 'Open its panel';
+  from.addEventListener('click', () => {
+    toggleInbox(false); // it covers the panel
+    selectWorkspace(a.workspace_id);
+  });
+  li.append(from);
   li.append(make('p', 'approval-action', a.action));
   if (a.reason) li.append(make('p', 'approval-reason', a.reason));
   if (a.expires_at) li.append(make('span', 'detail', `expires ${shortTime(a.expires_at)}`));

@@ -131,6 +131,16 @@ export function onActivity(id, activity) {
   if (activity.activity_type === 'a2a_receive' && activity.source_id == null) reloadHistorySoon();
 }
 
+/**
+ * Says in the input whether the open workspace's agent can be reached: the proxy answers 503
+ * unless it is online or degraded.
+ */
+export function showReachability(status) {
+  const reachable = status === 'online' || status === 'degraded';
+  dom.chatInput.placeholder = reachable ? 'Message the agent' : `The agent is ${status || 'unknown'}: messages will not reach it`;
+  dom.chatForm.dataset.reachable = String(reachable);
+}
+
 /** Reloads the open chat's history (after a snapshot, when live messages may have been missed). */
 export function reloadChat() {
   if (chat.id && !chat.sending) loadHistory();

@@ -3,7 +3,7 @@
 
 import { api, workspacePath } from './api.js';
 import { addWorkspaceNow, markSelected, positionOf, placementFor, removeSubtree, show } from './canvas.js';
-import { openChat } from './chat.js';
+import { openChat, showReachability } from './chat.js';
 import * as m from './model.js';
 import { model, ui, dom } from './state.js';
 import { reportError, toast } from './toast.js';
@@ -63,6 +63,7 @@ export function renderPanelDetails() {
   dom.panelTitle.textContent = ws.name || '(unnamed)';
   dom.panelStatus.textContent = ws.status;
   dom.panelStatus.className = `pill ${statusClass(ws.status)}`;
+  showReachability(ws.status);
   const pos = positionOf(id);
   const rows = [
     ['ID', ws.id],
