@@ -10,6 +10,7 @@ import { reportError } from './toast.js';
 
 const PING_INTERVAL_MS = 25000;
 const CONNECTED_WAIT_MS = 3000; // if a server never sends CONNECTED, carry on anyway
+const RESYNC_SPACING_MS = 10000; // resyncs closer than this in a row wait a growing backoff
 
 const rt = {
   started: false, // the first socket has been opened
@@ -17,6 +18,8 @@ const rt = {
   resuming: false, // this socket asked for since=
   connected: false, // CONNECTED seen on this socket
   attempt: 0, // reconnect attempts since the last CONNECTED
+  lastResyncAt: -Infinity, // performance.now() of the last resync
+  resyncStreak: 0, // resyncs in a row, each within RESYNC_SPACING_MS of the one before
   retryTimer: null,
   pingTimer: null,
   connectedTimer: null,
@@ -177,7 +180,18 @@ export function resync(reason) {
   sync.buffering = false;
   sync.queue = [];
   setConnection('reconnecting');
-  connect();
+  // One resync reconnects at once; resyncs in a row (a server that keeps skipping seqs) back
+  // off like dropped sockets do, instead of reloading in a tight loop.
+  const now = performance.now();
+  rt.resyncStreak = now - rt.lastResyncAt < RESYNC_SPACING_MS ? rt.resyncStreak + 1 : 0;
+  rt.lastResyncAt = now;
+  if (rt.resyncStreak === 0) {
+    connect();
+  } else {
+    dropSocket();
+    clearTimeout(rt.retryTimer);
+    rt.retryTimer = setTimeout(connect, resume.backoffDelay(rt.resyncStreak - 1));
+  }
 }
 
 function onFrame(sock, data) {
