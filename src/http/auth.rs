@@ -31,13 +31,11 @@ pub fn query_token(req: &HttpRequest) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
-/// Equal-length-independent comparison over digests, so timing says nothing about the token.
+/// Compares fixed-length digests in constant time (`subtle`), so neither the token's length
+/// nor its first differing byte shows in the timing.
 fn same_secret(a: &str, b: &str) -> bool {
     let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    da.iter()
-        .zip(db.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    subtle::ConstantTimeEq::ct_eq(da.as_slice(), db.as_slice()).into()
 }
 
 pub fn is_admin_token(state: &AppState, token: Option<&str>) -> bool {

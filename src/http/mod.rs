@@ -15,6 +15,7 @@ pub mod idempotency;
 pub mod openapi;
 pub mod rate_limit;
 pub mod registry;
+pub mod request_id;
 pub mod secrets;
 pub mod static_files;
 pub mod transport;
@@ -98,8 +99,15 @@ macro_rules! route_table {
 }
 with_api_routes!(route_table);
 
-/// The browser canvas's files: served by `configure`, not API routes, not in the document.
-pub const STATIC_PATHS: &[&str] = &["/", "/app.js", "/app.css"];
+/// The browser canvas's files (`index.html` at `/`, the others at `/<path under static/>`):
+/// served by `configure`, not API routes, not in the document.
+pub const STATIC_PATHS: &[&str] = static_files::URLS;
+
+fn register_static_files(cfg: &mut web::ServiceConfig) {
+    for file in static_files::FILES {
+        cfg.route(file.url, web::get().to(static_files::serve));
+    }
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
@@ -108,9 +116,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .error_handler(|_, _| AppError::BadRequest("invalid path".into()).into()),
         )
         .configure(register_api_routes)
-        .route("/", web::get().to(static_files::index))
-        .route("/app.js", web::get().to(static_files::app_js))
-        .route("/app.css", web::get().to(static_files::app_css))
+        .configure(register_static_files)
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(AppError::NotFound("not found".into()))
         }));
@@ -146,6 +152,8 @@ pub fn cors(config: &Config) -> Cors {
             header::ETAG,
             header::HeaderName::from_static("idempotent-replayed"),
         ])
+        // A canvas on another origin can quote the id of a failed request in its report.
+        .expose_headers([request_id::REQUEST_ID_HEADER])
         .supports_credentials()
         .max_age(3600)
 }

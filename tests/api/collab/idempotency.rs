@@ -277,13 +277,16 @@ async fn the_same_keyed_create_on_two_instances_runs_once() {
     assert_eq!(provisioning_events(&b).await, KEYS);
 }
 
-/// Keys older than 24 h are pruned; younger ones stay. Run with the app stopped, so no
-/// background pass can race the assertion.
+/// Keys older than 24 h are pruned; younger ones stay. No app runs on this database (it is
+/// only migrated), so no background pass can race the assertions.
 #[tokio::test]
 async fn keys_older_than_a_day_are_pruned() {
     let db = TestDb::new();
-    let app = spawn_on(&db, TestOptions::default()).await;
-    app.stop().await;
+    let migrating = db.store();
+    tokio::task::spawn_blocking(move || migrating.migrate_blocking())
+        .await
+        .unwrap()
+        .unwrap();
     let store = db.store();
     store
         .run(|c| {
