@@ -26,6 +26,7 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::app::AppState;
 use crate::error::{AppError, RETRY_AFTER_SECONDS};
@@ -251,7 +252,9 @@ pub async fn middleware(
             request,
             head.set_body(BoxBody::new(bytes)),
         ))
-    });
+    }
+    // The request's span (its request id) goes with it into the task.
+    .instrument(tracing::Span::current()));
     task.await
         .unwrap_or_else(|_| Err(AppError::Internal(anyhow::anyhow!("request task failed")).into()))
 }
