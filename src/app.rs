@@ -38,6 +38,28 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// stall before that can happen, and lets a shutdown end at the first check, about 1 s in.
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_millis(700);
 
+/// Who a command acts for (see [`AppState::execute_as`]).
+#[derive(Clone, Debug)]
+pub enum ActAs {
+    /// A person (or Canopy itself).
+    Actor(crate::domain::people::Actor),
+    /// A workspace's agent.
+    Agent(uuid::Uuid),
+}
+
+impl ActAs {
+    /// The caller of a workspace route: a person the route admitted, or else the workspace's
+    /// agent (its own token, or open mode's tokenless bootstrap).
+    pub fn caller(req: &actix_web::HttpRequest, workspace: uuid::Uuid) -> ActAs {
+        match crate::http::principal::of_request(req) {
+            Some(person) if person.kind == crate::domain::people::ActorType::User => {
+                ActAs::Actor(person.actor())
+            }
+            _ => ActAs::Agent(workspace),
+        }
+    }
+}
+
 /// Everything a request handler needs, shared by every worker.
 pub struct AppState {
     pub config: Arc<Config>,
@@ -63,6 +85,8 @@ pub struct AppState {
     pub limiter: Arc<crate::http::rate_limit::Limiter>,
     /// Set when a stop begins: WebSocket upgrades are refused from then on.
     pub drain: crate::http::drain::Drain,
+    /// Revocations and presence changes, to and from every instance.
+    pub control: Arc<crate::events::control::ControlBus>,
 }
 
 impl AppState {
@@ -77,6 +101,32 @@ impl AppState {
     {
         let (value, _events) = self.committer.execute(command).await?;
         Ok(value)
+    }
+
+    /// [`AppState::execute`] on someone's behalf: every event the command appends (and every
+    /// activity row it writes) names `who` as its actor.
+    pub async fn execute_as<T, F>(&self, who: ActAs, command: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> AppResult<T> + Send + 'static,
+    {
+        self.execute(move |tx| {
+            let actor = match who {
+                ActAs::Actor(actor) => actor,
+                // An agent is named after its workspace, read in the same transaction.
+                ActAs::Agent(id) => {
+                    let name = workspaces::find_row(tx.conn(), id)?
+                        .map(|w| w.name)
+                        .unwrap_or_default();
+                    crate::domain::people::Actor::agent(id, name)
+                }
+            };
+            let previous = tx.set_actor(actor);
+            let outcome = command(tx);
+            tx.set_actor(previous);
+            outcome
+        })
+        .await
     }
 
     /// Runs a read on the blocking pool.
@@ -145,6 +195,12 @@ impl Application {
                 (Liveness::Redis(redis), expirations)
             }
         };
+        let control = match &config.redis_url {
+            None => crate::events::control::ControlBus::local(),
+            Some(url) => crate::events::control::ControlBus::connect(url, &config.redis_key_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (published, to_publish) = mpsc::unbounded_channel();
         let committer = GroupCommitter::start(store.clone(), published);
@@ -174,7 +230,12 @@ impl Application {
             )?,
             limiter: Arc::new(crate::http::rate_limit::Limiter::new(&config)),
             drain: Default::default(),
+            control,
         });
+        tokio::spawn(act_on_control(
+            state.clone().into_inner(),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(http::rate_limit::prune(
             Arc::clone(&state.limiter),
             shutdown_rx.clone(),
@@ -189,6 +250,8 @@ impl Application {
                 App::new()
                     .app_data(server_state.clone())
                     .configure(http::configure)
+                    // Inside the limits: a refused request costs no credential lookup.
+                    .wrap(from_fn(http::principal::enforce))
                     .wrap(from_fn(http::rate_limit::limit))
                     .wrap(from_fn(http::drain::refuse_upgrades_while_draining))
                     .wrap(http::cors(&server_state.config))
@@ -287,6 +350,7 @@ impl StopHandle {
         // Requests are done: say goodbye to Redis instead of dropping the connections.
         self.state.backplane.quit().await;
         self.state.liveness.quit().await;
+        self.state.control.quit().await;
     }
 }
 
@@ -295,6 +359,30 @@ impl AppState {
     pub async fn liveness_disarm(&self, ids: &[uuid::Uuid]) {
         for id in ids {
             self.liveness.disarm(*id).await;
+        }
+    }
+}
+
+/// Acts on control messages from every instance (this one included) until shutdown.
+async fn act_on_control(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    use crate::events::control::ControlMessage;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut messages = state.control.subscribe();
+    loop {
+        let message = tokio::select! {
+            m = messages.recv() => m,
+            _ = shutdown.changed() => return,
+        };
+        match message {
+            Ok(ControlMessage::KeyRevoked { key_id }) => {
+                let closed = state.hub.close_key(key_id);
+                tracing::info!(%key_id, closed, "revoked key's sockets closed");
+            }
+            Ok(ControlMessage::PresenceChanged { .. }) => {}
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "control messages missed");
+            }
+            Err(RecvError::Closed) => return,
         }
     }
 }

@@ -64,6 +64,15 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Peers whose `X-Forwarded-For` is believed when finding a request's client address.
     pub trusted_proxies: Vec<IpNet>,
+    /// How long a browser session lasts after `POST /session` (`SESSION_TTL_SECONDS`, default
+    /// 12 hours).
+    pub session_ttl: Duration,
+    /// Always mark the session cookie `Secure` (`SESSION_COOKIE_SECURE`); it is also marked so
+    /// when the request came over TLS (a trusted proxy's `X-Forwarded-Proto: https`).
+    pub session_cookie_secure: bool,
+    /// A person's presence lasts this long without a refresh (`PRESENCE_TTL_SECONDS`, default
+    /// 30): an instance killed without a goodbye drops its people within it.
+    pub presence_ttl: Duration,
 }
 
 /// The A2A proxy's outbound rules.
@@ -106,6 +115,9 @@ pub struct RateLimits {
     /// `GET /ws` (WebSocket upgrades), per client address: a bucket of its own, so a reconnect
     /// storm cannot use up the address's API budget (`RATE_LIMIT_WS_UPGRADES_PER_ADDRESS`).
     pub ws_upgrades_per_address: Option<RateLimit>,
+    /// Requests of one person: per API key (bearer `cnp_…`) or browser session cookie
+    /// (`RATE_LIMIT_PER_PERSON`).
+    pub per_person: Option<RateLimit>,
 }
 
 impl RateLimits {
@@ -120,6 +132,9 @@ impl RateLimits {
     pub const DEFAULT_PER_ADMIN_TOKEN: u32 = 200;
     /// WebSocket upgrades per client address: a reconnect after a deploy is one per canvas.
     pub const DEFAULT_WS_UPGRADES_PER_ADDRESS: u32 = 20;
+    /// Per person (API key or session): one person's canvases and scripts, like the admin
+    /// token's budget.
+    pub const DEFAULT_PER_PERSON: u32 = 200;
 
     /// Every limit off (benchmarks, tests that open hundreds of sockets at once).
     pub const OFF: RateLimits = RateLimits {
@@ -127,6 +142,7 @@ impl RateLimits {
         per_token: None,
         per_admin_token: None,
         ws_upgrades_per_address: None,
+        per_person: None,
     };
 }
 
@@ -302,6 +318,11 @@ impl Config {
                 "RATE_LIMIT_WS_UPGRADES_PER_ADDRESS_BURST",
                 RateLimits::DEFAULT_WS_UPGRADES_PER_ADDRESS,
             )?,
+            per_person: rate_limit(
+                "RATE_LIMIT_PER_PERSON",
+                "RATE_LIMIT_PER_PERSON_BURST",
+                RateLimits::DEFAULT_PER_PERSON,
+            )?,
         };
         let trusted_proxies = match get("TRUSTED_PROXIES") {
             None => Vec::new(),
@@ -368,6 +389,9 @@ impl Config {
             },
             rate_limits,
             trusted_proxies,
+            session_ttl: Duration::from_secs(positive("SESSION_TTL_SECONDS", 12 * 3600)?),
+            session_cookie_secure: flag("SESSION_COOKIE_SECURE", false)?,
+            presence_ttl: Duration::from_secs(positive("PRESENCE_TTL_SECONDS", 30)?),
         };
         config.check_exposure()?;
         config.check_secrets_keys()?;

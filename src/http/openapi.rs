@@ -14,8 +14,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    a2a, activity, agents, approvals, canvas, events, health, openapi, registry, secrets,
-    workspaces, ws,
+    a2a, activity, agents, approvals, canvas, events, health, keys, openapi, registry, secrets,
+    session, workspaces, ws,
 };
 
 /// The body of every error response: `{"error": "<what is wrong, naming the field>"}`. Some
@@ -80,7 +80,7 @@ impl Modify for SecuritySchemes {
 }
 
 macro_rules! api_doc {
-    ($(([$($method:ident),+], $path:literal, $module:ident :: $handler:ident)),* $(,)?) => {
+    ($(([$($method:ident),+], $path:literal, $module:ident :: $handler:ident, $requirement:ident)),* $(,)?) => {
         /// The OpenAPI document: every handler of the route table, the body schemas they
         /// reference, and the security schemes.
         #[derive(OpenApi)]

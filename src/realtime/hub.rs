@@ -33,12 +33,23 @@ pub enum CloseReason {
     SlowConsumer,
     /// The server is shutting down (close code 1001).
     GoingAway,
+    /// The API key the socket was opened with was revoked (close code 4001).
+    Revoked,
+}
+
+/// Whose a canvas socket is: the person who opened it, and the API key behind them (a key or
+/// a session made from it), so revoking the key closes its sockets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionOwner {
+    pub actor: crate::domain::people::Actor,
+    pub key_id: Option<Uuid>,
 }
 
 struct SessionEntry {
     queue: mpsc::Sender<Arc<Frame>>,
     subscriber: Subscriber,
     kill: Option<oneshot::Sender<CloseReason>>,
+    owner: Option<SessionOwner>,
 }
 
 struct Inner {
@@ -103,6 +114,15 @@ impl Hub {
     /// Adds a session. Every event delivered from now on reaches the returned queue, which the
     /// socket's response body reads (see `outbound`).
     pub fn register(self: &Arc<Self>, subscriber: Subscriber) -> (Registration, LiveFrames) {
+        self.register_owned(subscriber, None)
+    }
+
+    /// [`Hub::register`] for a socket opened by a person (see [`SessionOwner`]).
+    pub fn register_owned(
+        self: &Arc<Self>,
+        subscriber: Subscriber,
+        owner: Option<SessionOwner>,
+    ) -> (Registration, LiveFrames) {
         let (queue, frames) = mpsc::channel(self.queue_capacity);
         let (kill_tx, kill) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -121,6 +141,7 @@ impl Hub {
                 queue,
                 subscriber,
                 kill: kill_tx,
+                owner,
             },
         );
         metrics::gauge!("canopy_ws_sessions_open").increment(1.0);
@@ -182,6 +203,38 @@ impl Hub {
         }
         *delivered = event.seq;
         metrics::counter!("canopy_ws_frames_queued_total").increment(sent);
+    }
+
+    /// Closes every socket opened with `key_id` (the key was revoked). Returns how many.
+    pub fn close_key(&self, key_id: Uuid) -> usize {
+        let mut closed = 0;
+        for entry in self.lock().sessions.values_mut() {
+            if entry.owner.as_ref().and_then(|o| o.key_id) == Some(key_id) {
+                if let Some(kill) = entry.kill.take() {
+                    let _ = kill.send(CloseReason::Revoked);
+                    closed += 1;
+                }
+            }
+        }
+        closed
+    }
+
+    /// Sends a frame that is not part of the stream (no seq: presence) to every canvas
+    /// socket. A full queue closes the socket as a slow consumer, as for stream frames.
+    pub fn broadcast_to_canvases(&self, frame: Frame) {
+        let frame = Arc::new(frame);
+        for entry in self.lock().sessions.values_mut() {
+            if entry.subscriber != Subscriber::Canvas || entry.kill.is_none() {
+                continue;
+            }
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                entry.queue.try_send(Arc::clone(&frame))
+            {
+                if let Some(kill) = entry.kill.take() {
+                    let _ = kill.send(CloseReason::SlowConsumer);
+                }
+            }
+        }
     }
 
     /// Tells every session to reload (the relay could not recover a stretch of the stream).
@@ -259,6 +312,7 @@ mod tests {
             workspace_id: Some(ws),
             payload,
             created_at: Utc::now(),
+            actor: None,
         }
     }
 

@@ -14,6 +14,7 @@ mod browser;
 mod foundation;
 mod hardening;
 mod openapi;
+mod people;
 mod rate_limits;
 mod realtime;
 mod registry;

@@ -1,0 +1,779 @@
+//! People (issue 14): API keys with roles, the route × principal matrix, revocation that closes
+//! sockets on every instance, browser sessions, and the actor on events.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const ADMIN: &str = "people-admin-token";
+
+/// A server in token mode, with every rate limit off (the matrix sends hundreds of requests).
+async fn token_mode(db: &TestDb) -> TestApp {
+    spawn_on(db, rate_limits_off().var("ADMIN_TOKEN", ADMIN)).await
+}
+
+/// Issues a key through the API with the admin token; returns `(id, key)`.
+async fn issue_key(app: &TestApp, name: &str, role: &str) -> (String, String) {
+    let response = app
+        .client
+        .post(app.url("/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": name, "role": role }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let body: Value = response.json().await.unwrap();
+    (
+        body["id"].as_str().unwrap().to_string(),
+        body["key"].as_str().unwrap().to_string(),
+    )
+}
+
+/// `(status, body)` of a request with an optional bearer and JSON body.
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (u16, Value) {
+    let method = reqwest::Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
+    let mut rb = app.client.request(method, app.url(path));
+    if let Some(b) = bearer {
+        rb = rb.bearer_auth(b);
+    }
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    if let Some(body) = body {
+        rb = rb.json(&body);
+    }
+    let response = rb.send().await.unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Who {
+    Anonymous,
+    Viewer,
+    Editor,
+    Admin,
+    Agent,
+}
+
+/// What the README and this test say each route requires. The test checks the route table
+/// says the same, so a route added without a row here fails it.
+const EXPECTED: &[(&str, &str, &str)] = &[
+    ("get", "/health", "public"),
+    ("get", "/metrics", "public"),
+    ("get", "/openapi.json", "public"),
+    ("get", "/ws", "agent or viewer"),
+    ("post", "/workspaces", "editor"),
+    ("get", "/workspaces", "viewer"),
+    ("get", "/workspaces/{id}", "viewer"),
+    ("patch", "/workspaces/{id}", "editor"),
+    ("delete", "/workspaces/{id}", "admin"),
+    ("post", "/workspaces/{id}/pause", "editor"),
+    ("post", "/workspaces/{id}/resume", "editor"),
+    ("get", "/workspaces/{id}/activity", "agent or viewer"),
+    ("post", "/workspaces/{id}/activity", "agent or editor"),
+    ("post", "/workspaces/{id}/notify", "agent or editor"),
+    ("post", "/workspaces/{id}/a2a", "agent or editor"),
+    ("post", "/workspaces/{id}/approvals", "agent or editor"),
+    ("get", "/workspaces/{id}/approvals", "agent or viewer"),
+    (
+        "post",
+        "/workspaces/{id}/approvals/{approval_id}/decide",
+        "editor",
+    ),
+    ("get", "/approvals/pending", "viewer"),
+    ("post", "/workspaces/{id}/agent", "editor"),
+    ("patch", "/workspaces/{id}/agent", "editor"),
+    ("delete", "/workspaces/{id}/agent", "admin"),
+    ("post", "/workspaces/{id}/agent/move", "editor"),
+    ("post", "/registry/register", "agent or admin"),
+    ("post", "/registry/heartbeat", "agent or admin"),
+    ("post", "/registry/update-card", "agent or admin"),
+    ("post", "/registry/check-access", "public"),
+    ("get", "/registry/discover/{id}", "agent or admin"),
+    ("get", "/registry/{id}/peers", "agent or viewer"),
+    ("get", "/workspaces/{id}/secrets", "agent or admin"),
+    ("post", "/workspaces/{id}/secrets", "agent or admin"),
+    ("put", "/workspaces/{id}/secrets", "agent or admin"),
+    ("put", "/workspaces/{id}/secrets/{key}", "agent or admin"),
+    ("delete", "/workspaces/{id}/secrets/{key}", "agent or admin"),
+    ("get", "/settings/secrets", "admin"),
+    ("post", "/settings/secrets", "admin"),
+    ("put", "/settings/secrets", "admin"),
+    ("put", "/settings/secrets/{key}", "admin"),
+    ("delete", "/settings/secrets/{key}", "admin"),
+    ("get", "/canvas/viewport", "viewer"),
+    ("put", "/canvas/viewport", "editor"),
+    ("get", "/events", "viewer"),
+    ("get", "/events/{workspace_id}", "viewer"),
+    ("post", "/keys", "admin"),
+    ("get", "/keys", "admin"),
+    ("delete", "/keys/{id}", "admin"),
+    ("post", "/session", "public"),
+    ("get", "/session", "viewer"),
+    ("delete", "/session", "public"),
+];
+
+fn expected_set() -> BTreeSet<(String, String, String)> {
+    EXPECTED
+        .iter()
+        .map(|(m, p, r)| (m.to_string(), p.to_string(), r.to_string()))
+        .collect()
+}
+
+#[test]
+fn the_route_table_declares_what_this_test_and_the_readme_expect() {
+    let table: BTreeSet<(String, String, String)> = canopy::http::ROUTE_REQUIREMENTS
+        .iter()
+        .map(|(m, p, r)| (m.to_string(), p.to_string(), r.describe()))
+        .collect();
+    assert_eq!(table, expected_set(), "route table vs this test");
+    // The README's role table: rows `| METHOD | `path` | requirement |` under "Who may call what".
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("### Who may call what")
+        .nth(1)
+        .expect("README has a 'Who may call what' section");
+    let section = section.split("\n#").next().unwrap();
+    let rows: BTreeSet<(String, String, String)> = section
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line
+                .trim()
+                .trim_matches('|')
+                .split('|')
+                .map(str::trim)
+                .collect();
+            let [method, path, requirement] = cells[..] else {
+                return None;
+            };
+            if !["GET", "POST", "PUT", "PATCH", "DELETE"].contains(&method) {
+                return None;
+            }
+            Some((
+                method.to_ascii_lowercase(),
+                path.trim_matches('`').to_string(),
+                requirement.to_string(),
+            ))
+        })
+        .collect();
+    assert_eq!(rows, expected_set(), "README role table vs the route table");
+}
+
+/// What a principal gets from a route: 401, 403, or through (any other status).
+fn expected_outcome(requirement: &str, who: Who) -> &'static str {
+    let person = |needed: &str| -> &'static str {
+        let rank = |r: &str| ["viewer", "editor", "admin"].iter().position(|x| *x == r);
+        let have = match who {
+            Who::Viewer => "viewer",
+            Who::Editor => "editor",
+            _ => "admin",
+        };
+        if rank(have) >= rank(needed) {
+            "allowed"
+        } else {
+            "403"
+        }
+    };
+    match (requirement, who) {
+        ("public", _) => "allowed",
+        (_, Who::Anonymous) => "401",
+        (r, Who::Agent) if r.starts_with("agent or ") => "allowed",
+        (_, Who::Agent) => "403",
+        (r, _) => person(r.trim_start_matches("agent or ")),
+    }
+}
+
+#[tokio::test]
+async fn route_role_matrix() {
+    let db = TestDb::new();
+    let app = token_mode(&db).await;
+    let (_, viewer) = issue_key(&app, "Vera Viewer", "viewer").await;
+    let (_, editor) = issue_key(&app, "Ed Editor", "editor").await;
+    let (_, admin) = issue_key(&app, "Ada Admin", "admin").await;
+    // The agent's own workspace: agent routes are called on it.
+    let ws = app.create_workspace("agent home", None).await;
+    let agent_token = register(&app, &ws).await;
+    let random = uuid::Uuid::new_v4().to_string();
+
+    let principals = [
+        (Who::Anonymous, None),
+        (Who::Viewer, Some(viewer.as_str())),
+        (Who::Editor, Some(editor.as_str())),
+        (Who::Admin, Some(admin.as_str())),
+        (Who::Agent, Some(agent_token.as_str())),
+    ];
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for (method, route, requirement) in EXPECTED {
+        // Agent routes act on the agent's workspace; person-only routes on an id that does
+        // not exist (a 404 there is "through": the requirement was met), so nothing is
+        // destroyed half-way through the walk.
+        let id = if requirement.starts_with("agent or ") {
+            ws.as_str()
+        } else {
+            random.as_str()
+        };
+        let path = route
+            .replace("{id}", id)
+            .replace("{workspace_id}", id)
+            .replace("{approval_id}", &random)
+            .replace("{key}", "MATRIX_SECRET");
+        let body = match (*method, *route) {
+            ("get", _) | ("delete", _) => None,
+            (_, "/session") => Some(json!({ "key": viewer })),
+            (_, "/registry/register") => {
+                Some(json!({ "id": ws, "url": "http://127.0.0.1:9/agent", "agent_card": {} }))
+            }
+            (_, "/registry/heartbeat") => Some(
+                json!({ "workspace_id": ws, "error_rate": 0, "active_tasks": 0, "uptime_seconds": 1 }),
+            ),
+            (_, "/registry/update-card") => Some(json!({ "workspace_id": ws, "agent_card": {} })),
+            (_, "/registry/check-access") => Some(json!({ "caller_id": ws, "target_id": ws })),
+            (_, "/workspaces/{id}/activity") => Some(json!({ "activity_type": "agent_log" })),
+            (_, "/workspaces/{id}/notify") => Some(json!({ "message": "hi" })),
+            (_, "/workspaces/{id}/a2a") => Some(json!({ "method": "message/send", "params": {} })),
+            (_, "/workspaces/{id}/approvals") => Some(json!({ "action": "deploy" })),
+            (_, "/keys") => Some(json!({ "name": "matrix", "role": "viewer" })),
+            (_, "/canvas/viewport") => Some(json!({ "x": 0, "y": 0, "zoom": 1 })),
+            _ => Some(json!({})),
+        };
+        for (who, bearer) in &principals {
+            // An agent names itself, as agents do on discovery, the A2A proxy and /ws; so does
+            // the anonymous caller (an agent without its token).
+            let headers: Vec<(&str, &str)> = if matches!(who, Who::Agent | Who::Anonymous) {
+                vec![("X-Workspace-ID", ws.as_str())]
+            } else {
+                vec![]
+            };
+            let (status, answer) = call(&app, method, &path, *bearer, &headers, body.clone()).await;
+            let outcome = match status {
+                401 => "401",
+                403 => "403",
+                _ => "allowed",
+            };
+            let expected = expected_outcome(requirement, *who);
+            checked += 1;
+            if outcome != expected {
+                failures.push(format!(
+                    "{method} {route} as {who:?}: {status} {answer}, expected {expected}"
+                ));
+            }
+        }
+    }
+    assert_eq!(checked, EXPECTED.len() * principals.len());
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn keys_are_shown_once_stored_hashed_and_stop_working_when_revoked_or_expired() {
+    let db = TestDb::new();
+    let app = token_mode(&db).await;
+    let (id, key) = issue_key(&app, "Ada", "editor").await;
+    assert!(key.starts_with("cnp_") && key.len() >= 40, "{key}");
+
+    // Listed without the key; the stored row holds no key either.
+    let (status, list) = call(&app, "get", "/keys", Some(ADMIN), &[], None).await;
+    assert_eq!(status, 200);
+    assert!(!list.to_string().contains(&key));
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == id.as_str())
+        .unwrap();
+    assert_eq!(row["role"], "editor");
+    assert_eq!(row["created_by"], "admin");
+    assert!(row["revoked_at"].is_null());
+
+    // The key works, and its use is recorded (throttled, not per request).
+    let (status, _) = call(&app, "get", "/workspaces", Some(&key), &[], None).await;
+    assert_eq!(status, 200);
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            let (_, list) = call(&app, "get", "/keys", Some(ADMIN), &[], None).await;
+            list.as_array()
+                .unwrap()
+                .iter()
+                .any(|k| k["id"] == id.as_str() && !k["last_used_at"].is_null())
+        })
+        .await,
+        "last_used_at is set"
+    );
+
+    // Bad input is 400 naming the field.
+    for (body, field) in [
+        (json!({ "name": "x", "role": "root" }), "role"),
+        (json!({ "role": "viewer" }), "name"),
+        (
+            json!({ "name": "x", "role": "viewer", "expires_at": "2000-01-01T00:00:00Z" }),
+            "expires_at",
+        ),
+        (
+            json!({ "name": "x", "role": "viewer", "expires_at": "tomorrow" }),
+            "expires_at",
+        ),
+    ] {
+        let (status, answer) = call(&app, "post", "/keys", Some(ADMIN), &[], Some(body)).await;
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().starts_with(field),
+            "{answer}"
+        );
+    }
+
+    // Revoked: the next call is 401; revoking again is harmless.
+    let (status, revoked) = call(
+        &app,
+        "delete",
+        &format!("/keys/{id}"),
+        Some(ADMIN),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(!revoked["revoked_at"].is_null());
+    let (status, _) = call(&app, "get", "/workspaces", Some(&key), &[], None).await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        &app,
+        "delete",
+        &format!("/keys/{}", uuid::Uuid::new_v4()),
+        Some(ADMIN),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+
+    // A key that expires stops working by itself.
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(1)).to_rfc3339();
+    let (status, issued) = call(
+        &app,
+        "post",
+        "/keys",
+        Some(ADMIN),
+        &[],
+        Some(json!({ "name": "brief", "role": "viewer", "expires_at": soon })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let brief = issued["key"].as_str().unwrap().to_string();
+    assert!(
+        eventually(Duration::from_secs(5), || async {
+            call(&app, "get", "/workspaces", Some(&brief), &[], None)
+                .await
+                .0
+                == 401
+        })
+        .await,
+        "an expired key is refused"
+    );
+
+    // Keys can issue keys only as admins, and an admin key names its creator.
+    let (_, admin_key) = issue_key(&app, "Root", "admin").await;
+    let (admin_id, _) = {
+        let (status, body) = call(
+            &app,
+            "post",
+            "/keys",
+            Some(&admin_key),
+            &[],
+            Some(json!({ "name": "made by key", "role": "viewer" })),
+        )
+        .await;
+        assert_eq!(status, 201);
+        (body["created_by"].as_str().unwrap().to_string(), ())
+    };
+    let (status, list) = call(&app, "get", "/keys", Some(ADMIN), &[], None).await;
+    assert_eq!(status, 200);
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["id"] == admin_id.as_str()),
+        "created_by is the issuing key's id"
+    );
+}
+
+/// A canvas socket opened with `?token=`.
+async fn canvas_socket(app: &TestApp, token: &str) -> WsClient {
+    let mut ws = app.ws(&format!("?token={token}")).await;
+    let hello = ws.next_json().await;
+    assert_eq!(hello["event"], "CONNECTED");
+    ws
+}
+
+#[tokio::test]
+async fn revoking_a_key_closes_its_sockets_on_every_instance_within_a_second() {
+    let db = TestDb::new();
+    let options = TestOptions {
+        redis_prefix: Some(format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ..rate_limits_off().var("ADMIN_TOKEN", ADMIN)
+    };
+    let a = spawn_on(&db, options.clone()).await;
+    // Two instances share revocations through Redis; embedded mode is one instance.
+    let b = if redis_url().is_some() {
+        Some(spawn_on(&db, options).await)
+    } else {
+        None
+    };
+    let other = b.as_ref().unwrap_or(&a);
+    let (id, key) = issue_key(&a, "Leaver", "viewer").await;
+    let (_, stayer) = issue_key(&a, "Stayer", "viewer").await;
+
+    let mut on_a = canvas_socket(&a, &key).await;
+    let mut on_other = canvas_socket(other, &key).await;
+    // A socket opened with a session made from the key closes too.
+    let cookie = sign_in(other, &key).await;
+    let mut by_session = WsClient::connect(
+        &format!("ws://127.0.0.1:{}/ws", other.port),
+        &[("Cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(by_session.next_json().await["event"], "CONNECTED");
+    let mut unrelated = canvas_socket(other, &stayer).await;
+
+    let started = Instant::now();
+    let (status, _) = call(&a, "delete", &format!("/keys/{id}"), Some(ADMIN), &[], None).await;
+    assert_eq!(status, 200);
+    assert_eq!(on_a.closed_with().await, Some(4001));
+    assert_eq!(on_other.closed_with().await, Some(4001));
+    assert_eq!(by_session.closed_with().await, Some(4001));
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "closed in {:?}",
+        started.elapsed()
+    );
+    unrelated.expect_silence(Duration::from_millis(300)).await;
+
+    // Everywhere the next call is 401, by key and by session.
+    for app in [&a, other] {
+        let (status, _) = call(app, "get", "/workspaces", Some(&key), &[], None).await;
+        assert_eq!(status, 401);
+        let (status, _) = call(
+            app,
+            "get",
+            "/workspaces",
+            None,
+            &[("Cookie", &cookie)],
+            None,
+        )
+        .await;
+        assert_eq!(status, 401);
+        let refused =
+            WsClient::try_connect(&format!("ws://127.0.0.1:{}/ws?token={key}", app.port), &[])
+                .await;
+        assert!(refused.is_err(), "a revoked key cannot open a socket");
+    }
+}
+
+/// Signs in with a key; returns the `Cookie` header value to send back.
+async fn sign_in(app: &TestApp, key: &str) -> String {
+    let response = app
+        .client
+        .post(app.url("/session"))
+        .json(&json!({ "key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_string();
+    set_cookie.split(';').next().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn sessions_carry_a_person_in_an_http_only_cookie_until_sign_out_expiry_or_revocation() {
+    let db = TestDb::new();
+    let app = spawn_on(
+        &db,
+        rate_limits_off()
+            .var("ADMIN_TOKEN", ADMIN)
+            .var("SESSION_TTL_SECONDS", "2"),
+    )
+    .await;
+    let (key_id, key) = issue_key(&app, "Sam", "editor").await;
+
+    // The cookie's attributes.
+    let response = app
+        .client
+        .post(app.url("/session"))
+        .json(&json!({ "key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    let set_cookie = response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    for attribute in [
+        "canopy_session=",
+        "HttpOnly",
+        "SameSite=Strict",
+        "Path=/",
+        "Max-Age=2",
+    ] {
+        assert!(
+            set_cookie.contains(attribute),
+            "{set_cookie} has {attribute}"
+        );
+    }
+    assert!(
+        !set_cookie.contains("Secure"),
+        "plain HTTP from an untrusted peer: {set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
+
+    // Reads with the cookie; who am I.
+    let with_cookie = [("Cookie", cookie.as_str())];
+    let (status, me) = call(&app, "get", "/session", None, &with_cookie, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        me,
+        json!({ "type": "user", "id": key_id, "name": "Sam", "role": "editor" })
+    );
+    let (status, _) = call(&app, "get", "/workspaces", None, &with_cookie, None).await;
+    assert_eq!(status, 200);
+
+    // Writes with the cookie need an Origin (allowed by the boundary) and JSON.
+    let body = Some(json!({ "name": "by cookie" }));
+    let (status, answer) = call(
+        &app,
+        "post",
+        "/workspaces",
+        None,
+        &with_cookie,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 403, "{answer}");
+    let origin = app.address.clone();
+    let (status, answer) = call(
+        &app,
+        "post",
+        "/workspaces",
+        None,
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 201, "{answer}");
+    let ws = answer["id"].as_str().unwrap().to_string();
+    let (status, _) = call(
+        &app,
+        "post",
+        &format!("/workspaces/{ws}/pause"),
+        None,
+        &[("Cookie", &cookie), ("Origin", &origin)],
+        None,
+    )
+    .await;
+    assert_eq!(
+        status, 415,
+        "a bodiless cookie write still needs the JSON content type"
+    );
+    let (status, _) = call(
+        &app,
+        "post",
+        "/workspaces",
+        None,
+        &[("Cookie", &cookie), ("Origin", "http://evil.test")],
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    // The socket accepts the cookie.
+    let mut socket = WsClient::connect(
+        &format!("ws://127.0.0.1:{}/ws", app.port),
+        &[("Cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(socket.next_json().await["event"], "CONNECTED");
+    drop(socket);
+
+    // Sign-out ends the session (the cookie is cleared, and refused if sent again).
+    let response = app
+        .client
+        .delete(app.url("/session"))
+        .header("Cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 204);
+    assert!(response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("Max-Age=0"));
+    let (status, _) = call(&app, "get", "/workspaces", None, &with_cookie, None).await;
+    assert_eq!(status, 401);
+
+    // Expiry: a session is refused once SESSION_TTL_SECONDS have passed.
+    let cookie = sign_in(&app, &key).await;
+    let (status, _) = call(
+        &app,
+        "get",
+        "/workspaces",
+        None,
+        &[("Cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        eventually(Duration::from_secs(6), || async {
+            call(
+                &app,
+                "get",
+                "/workspaces",
+                None,
+                &[("Cookie", &cookie)],
+                None,
+            )
+            .await
+            .0 == 401
+        })
+        .await,
+        "an expired session is refused"
+    );
+
+    // Revoking the key ends its sessions; a revoked key cannot sign in.
+    let cookie = sign_in(&app, &key).await;
+    let (status, _) = call(
+        &app,
+        "delete",
+        &format!("/keys/{key_id}"),
+        Some(ADMIN),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = call(
+        &app,
+        "get",
+        "/workspaces",
+        None,
+        &[("Cookie", &cookie)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        &app,
+        "post",
+        "/session",
+        None,
+        &[],
+        Some(json!({ "key": key })),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = call(
+        &app,
+        "post",
+        "/session",
+        None,
+        &[],
+        Some(json!({ "key": "cnp_not-a-key" })),
+    )
+    .await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test]
+async fn the_session_cookie_is_secure_when_configured_or_behind_a_trusted_tls_proxy() {
+    let db = TestDb::new();
+    let app = spawn_on(
+        &db,
+        rate_limits_off()
+            .var("ADMIN_TOKEN", ADMIN)
+            .var("TRUSTED_PROXIES", "127.0.0.1"),
+    )
+    .await;
+    let (_, key) = issue_key(&app, "Tess", "viewer").await;
+    let set_cookie = |proto: &'static str| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            let response = app
+                .client
+                .post(app.url("/session"))
+                .header("X-Forwarded-Proto", proto)
+                .json(&json!({ "key": key }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 204);
+            response
+                .headers()
+                .get("set-cookie")
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    assert!(set_cookie("https").await.contains("Secure"));
+    assert!(!set_cookie("http").await.contains("Secure"));
+    let db = TestDb::new();
+    let secure = spawn_on(
+        &db,
+        rate_limits_off()
+            .var("ADMIN_TOKEN", ADMIN)
+            .var("SESSION_COOKIE_SECURE", "true"),
+    )
+    .await;
+    let (_, key) = {
+        let response = secure
+            .client
+            .post(secure.url("/keys"))
+            .bearer_auth(ADMIN)
+            .json(&json!({"name":"s","role":"viewer"}))
+            .send()
+            .await
+            .unwrap();
+        let body: Value = response.json().await.unwrap();
+        ((), body["key"].as_str().unwrap().to_string())
+    };
+    let response = secure
+        .client
+        .post(secure.url("/session"))
+        .json(&json!({ "key": key }))
+        .send()
+        .await
+        .unwrap();
+    assert!(response
+        .headers()
+        .get("set-cookie")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .contains("Secure"));
+}
