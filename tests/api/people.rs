@@ -777,3 +777,161 @@ async fn the_session_cookie_is_secure_when_configured_or_behind_a_trusted_tls_pr
         .unwrap()
         .contains("Secure"));
 }
+
+#[tokio::test]
+async fn every_event_names_its_actor_live_in_replays_and_in_the_log() {
+    let db = TestDb::new();
+    let app = spawn_on(
+        &db,
+        rate_limits_off()
+            .var("ADMIN_TOKEN", ADMIN)
+            .var("LIVENESS_TTL_SECONDS", "1")
+            .var("LIVENESS_SWEEP_INTERVAL_SECONDS", "1"),
+    )
+    .await;
+    let (editor_id, editor) = issue_key(&app, "Ed", "editor").await;
+    let mut socket = canvas_socket(&app, &editor).await;
+
+    // A person's command: the live frame and the stored event name them.
+    let (status, created) = call(
+        &app,
+        "post",
+        "/workspaces",
+        Some(&editor),
+        &[],
+        Some(json!({ "name": "Team" })),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let ws = created["id"].as_str().unwrap().to_string();
+    let person = json!({ "type": "user", "id": editor_id, "name": "Ed" });
+    let frame = socket.next_event().await;
+    assert_eq!(frame["event"], "WORKSPACE_PROVISIONING");
+    assert_eq!(frame["actor"], person);
+    let (status, _) = call(
+        &app,
+        "patch",
+        &format!("/workspaces/{ws}"),
+        Some(&editor),
+        &[],
+        Some(json!({ "x": 10, "y": 20 })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let drag = socket.next_event().await;
+    assert_eq!(drag["event"], "WORKSPACE_LAYOUT_CHANGED");
+    assert_eq!(drag["actor"], person);
+
+    // The bootstrap admin token is a person too.
+    let (status, _) = call(
+        &app,
+        "patch",
+        &format!("/workspaces/{ws}"),
+        Some(ADMIN),
+        &[],
+        Some(json!({ "name": "Renamed" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let rename = socket.next_event().await;
+    assert_eq!(
+        rename["actor"],
+        json!({ "type": "user", "id": "admin", "name": "admin" })
+    );
+
+    // An agent's events name the agent, after its workspace.
+    let token = register(&app, &ws).await;
+    let online = socket.next_event().await;
+    assert_eq!(online["event"], "WORKSPACE_ONLINE");
+    assert_eq!(
+        online["actor"],
+        json!({ "type": "agent", "id": ws, "name": "Renamed" })
+    );
+    let _ = token;
+
+    // Canopy's own jobs: the agent goes silent and the liveness job takes it offline.
+    let offline = loop {
+        let frame = socket.next_event().await;
+        if frame["event"] == "WORKSPACE_OFFLINE" {
+            break frame;
+        }
+    };
+    assert_eq!(offline["actor"]["type"], "system");
+    assert_eq!(offline["actor"]["id"], "liveness");
+
+    // Activity written from the canvas carries the person.
+    let (status, _) = call(
+        &app,
+        "post",
+        &format!("/workspaces/{ws}/notify"),
+        Some(&editor),
+        &[],
+        Some(json!({ "message": "hello" })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, activity) = call(
+        &app,
+        "get",
+        &format!("/workspaces/{ws}/activity"),
+        Some(&editor),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(activity[0]["actor"], person, "{activity}");
+
+    // A reconnecting canvas replays the actors with the events.
+    let mut replay = WsClient::connect(
+        &format!(
+            "ws://127.0.0.1:{}/ws?token={editor}&since=0&epoch={}",
+            app.port, app.state.epoch
+        ),
+        &[],
+    )
+    .await;
+    let _connected = replay.next_json().await;
+    let first = replay.next_event().await;
+    assert_eq!(first["event"], "WORKSPACE_PROVISIONING");
+    assert_eq!(first["actor"], person);
+
+    // The permanent log carries them, and filters by them.
+    let (status, mine) = call(
+        &app,
+        "get",
+        &format!("/events?actor={editor_id}"),
+        Some(&editor),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let mine = mine.as_array().unwrap();
+    assert!(!mine.is_empty());
+    assert!(mine.iter().all(|e| e["actor"] == person), "{mine:?}");
+    assert!(mine
+        .iter()
+        .any(|e| e["event_type"] == "WORKSPACE_PROVISIONING"));
+    let (_, by_admin) = call(
+        &app,
+        "get",
+        &format!("/events/{ws}?actor=admin"),
+        Some(&editor),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(by_admin.as_array().unwrap().len(), 1, "{by_admin}");
+    assert_eq!(by_admin[0]["event_type"], "WORKSPACE_UPDATED");
+    let (_, nobody) = call(
+        &app,
+        "get",
+        "/events?actor=nobody",
+        Some(&editor),
+        &[],
+        None,
+    )
+    .await;
+    assert_eq!(nobody, json!([]));
+}
