@@ -935,3 +935,46 @@ async fn every_event_names_its_actor_live_in_replays_and_in_the_log() {
     .await;
     assert_eq!(nobody, json!([]));
 }
+
+#[tokio::test]
+async fn each_person_spends_from_a_bucket_of_their_own() {
+    let db = TestDb::new();
+    let app = spawn_on(
+        &db,
+        TestOptions::default()
+            .var("ADMIN_TOKEN", ADMIN)
+            .var("RATE_LIMIT_PER_PERSON", "1")
+            .var("RATE_LIMIT_PER_PERSON_BURST", "3")
+            .var("RATE_LIMIT_PER_ADDRESS", "0"),
+    )
+    .await;
+    let (_, ada) = issue_key(&app, "Ada", "viewer").await;
+    let (_, bob) = issue_key(&app, "Bob", "viewer").await;
+    let mut refused = None;
+    for _ in 0..30 {
+        let (status, body) = call(&app, "get", "/workspaces", Some(&ada), &[], None).await;
+        if status == 429 {
+            refused = Some(body);
+            break;
+        }
+        assert_eq!(status, 200);
+    }
+    let refused = refused.expect("Ada's bucket runs dry");
+    assert_eq!(refused["limit"], "person");
+    // Bob, and Ada's browser session, each have a full bucket.
+    let (status, _) = call(&app, "get", "/workspaces", Some(&bob), &[], None).await;
+    assert_eq!(status, 200);
+    let cookie = sign_in(&app, &bob).await;
+    for _ in 0..2 {
+        let (status, _) = call(
+            &app,
+            "get",
+            "/workspaces",
+            None,
+            &[("Cookie", &cookie)],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+}
