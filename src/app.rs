@@ -87,6 +87,8 @@ pub struct AppState {
     pub drain: crate::http::drain::Drain,
     /// Revocations and presence changes, to and from every instance.
     pub control: Arc<crate::events::control::ControlBus>,
+    /// Who has a canvas open (`realtime::presence`).
+    pub presence: Arc<crate::realtime::presence::Presence>,
 }
 
 impl AppState {
@@ -209,6 +211,13 @@ impl Application {
             Relay::new(store.clone(), Arc::clone(&hub)).run(signals_rx, shutdown_rx.clone()),
         );
 
+        let presence = crate::realtime::presence::Presence::start(
+            Arc::clone(&hub),
+            Arc::clone(&control),
+            config.instance_id.clone(),
+            config.presence_ttl,
+            shutdown_rx.clone(),
+        );
         let state = web::Data::new(AppState {
             config: Arc::clone(&config),
             store: store.clone(),
@@ -231,6 +240,7 @@ impl Application {
             limiter: Arc::new(crate::http::rate_limit::Limiter::new(&config)),
             drain: Default::default(),
             control,
+            presence,
         });
         tokio::spawn(act_on_control(
             state.clone().into_inner(),

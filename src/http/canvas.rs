@@ -75,3 +75,19 @@ pub async fn put_viewport(
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "saved" })))
 }
+
+#[utoipa::path(
+    get,
+    path = "/canvas/presence",
+    tag = "canvas",
+    summary = "Who has a canvas open now, on any instance, longest present first",
+    responses(
+        (status = 200, description = "`[{\"actor\":{\"type\",\"id\",\"name\"},\"since\"}]`", body = Vec<crate::realtime::presence::Present>),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Agents do not see presence", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
+pub async fn presence(state: web::Data<AppState>) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(state.presence.list()))
+}

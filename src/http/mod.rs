@@ -101,6 +101,7 @@ macro_rules! with_api_routes {
             ([delete], "/settings/secrets/{key}", secrets::delete_global, ADMIN),
             ([get], "/canvas/viewport", canvas::get_viewport, VIEWER),
             ([put], "/canvas/viewport", canvas::put_viewport, EDITOR),
+            ([get], "/canvas/presence", canvas::presence, VIEWER),
             ([get], "/events", events::list_all, VIEWER),
             ([get], "/events/{workspace_id}", events::list_for_workspace, VIEWER),
             ([post], "/keys", keys::create, ADMIN),

@@ -47,6 +47,7 @@ pub async fn connect(
     query: super::body::Query<WsQuery>,
 ) -> AppResult<HttpResponse> {
     let mut owner = None;
+    let mut present = None;
     let subscriber = match req.headers().get("X-Workspace-ID") {
         Some(raw) => {
             let id = raw
@@ -67,6 +68,8 @@ pub async fn connect(
             // A canvas: a person (viewer or above) by key, session cookie, `?token=` or the
             // admin token; the route's requirement already refused lower roles.
             let person = require_person(&req)?;
+            // Open mode's implicit admin is everyone at once, not a person who is here.
+            present = person.is_authenticated_person().then(|| person.actor());
             owner = Some(SessionOwner {
                 actor: person.actor(),
                 key_id: person.key_id,
@@ -108,15 +111,13 @@ pub async fn connect(
         instance_id: state.config.instance_id.clone(),
         epoch: state.epoch.clone(),
     });
+    // Reported after the registration, so the PRESENCE_JOINED it causes reaches this socket
+    // too; the guard reports the close when the session ends.
+    let presence = present.map(|actor| state.presence.opened(actor));
     // The message stream is !Send: the session lives on the worker that accepted it.
-    actix_web::rt::spawn(session::run(
-        ctx,
-        subscriber,
-        resume,
-        registration,
-        gate,
-        socket,
-        inbound,
-    ));
+    actix_web::rt::spawn(async move {
+        session::run(ctx, subscriber, resume, registration, gate, socket, inbound).await;
+        drop(presence);
+    });
     Ok(response)
 }

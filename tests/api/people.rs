@@ -116,6 +116,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("delete", "/settings/secrets/{key}", "admin"),
     ("get", "/canvas/viewport", "viewer"),
     ("put", "/canvas/viewport", "editor"),
+    ("get", "/canvas/presence", "viewer"),
     ("get", "/events", "viewer"),
     ("get", "/events/{workspace_id}", "viewer"),
     ("post", "/keys", "admin"),
@@ -458,7 +459,7 @@ async fn revoking_a_key_closes_its_sockets_on_every_instance_within_a_second() {
         "closed in {:?}",
         started.elapsed()
     );
-    unrelated.expect_silence(Duration::from_millis(300)).await;
+    still_open(&mut unrelated, Duration::from_millis(300)).await;
 
     // Everywhere the next call is 401, by key and by session.
     for app in [&a, other] {
@@ -478,6 +479,21 @@ async fn revoking_a_key_closes_its_sockets_on_every_instance_within_a_second() {
             WsClient::try_connect(&format!("ws://127.0.0.1:{}/ws?token={key}", app.port), &[])
                 .await;
         assert!(refused.is_err(), "a revoked key cannot open a socket");
+    }
+}
+
+/// Asserts the socket stays open for `wait` (presence frames may arrive meanwhile).
+async fn still_open(socket: &mut WsClient, wait: Duration) {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match tokio::time::timeout_at(deadline, socket.stream.next()).await {
+            Err(_) => return,
+            Ok(Some(Ok(Message::Close(frame)))) => panic!("closed: {frame:?}"),
+            Ok(Some(Ok(_))) => continue,
+            Ok(other) => panic!("socket ended: {other:?}"),
+        }
     }
 }
 
@@ -977,4 +993,279 @@ async fn each_person_spends_from_a_bucket_of_their_own() {
         .await;
         assert_eq!(status, 200);
     }
+}
+
+// ------------------------------------------------------------------------------- presence
+
+/// The next PRESENCE_* frame on a socket (stream events and others skipped).
+async fn next_presence(socket: &mut WsClient) -> Value {
+    loop {
+        let frame = socket.next_json().await;
+        if frame["event"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("PRESENCE_"))
+        {
+            assert!(frame.get("seq").is_none(), "presence is live-only: {frame}");
+            return frame;
+        }
+    }
+}
+
+/// Asserts no PRESENCE_* frame arrives within `wait`.
+async fn no_presence_within(socket: &mut WsClient, wait: Duration) {
+    if let Ok(frame) = tokio::time::timeout(wait, next_presence(socket)).await {
+        panic!("expected no presence change, got {frame}");
+    }
+}
+
+async fn presence_ids(app: &TestApp, token: &str) -> Vec<String> {
+    let (status, list) = call(app, "get", "/canvas/presence", Some(token), &[], None).await;
+    assert_eq!(status, 200, "{list}");
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["actor"]["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn shared_prefix() -> TestOptions {
+    TestOptions {
+        redis_prefix: Some(format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ..rate_limits_off().var("ADMIN_TOKEN", ADMIN)
+    }
+}
+
+#[tokio::test]
+async fn a_person_is_present_once_from_their_first_socket_to_their_last_on_any_instance() {
+    let db = TestDb::new();
+    let options = shared_prefix();
+    let a = spawn_on(&db, options.clone()).await;
+    let b = if redis_url().is_some() {
+        Some(spawn_on(&db, options).await)
+    } else {
+        None
+    };
+    let b = b.as_ref().unwrap_or(&a);
+    let (bob_id, bob) = issue_key(&a, "Bob", "viewer").await;
+    let (ada_id, ada) = issue_key(&a, "Ada", "editor").await;
+
+    // Bob watches from instance b; his own arrival is the first thing he hears.
+    let mut watcher = canvas_socket(b, &bob).await;
+    let joined = next_presence(&mut watcher).await;
+    assert_eq!(joined["event"], "PRESENCE_JOINED");
+    assert_eq!(
+        joined["payload"]["actor"],
+        json!({ "type": "user", "id": bob_id, "name": "Bob" })
+    );
+
+    // Ada opens three tabs on two instances: one PRESENCE_JOINED.
+    let mut tab1 = canvas_socket(&a, &ada).await;
+    let joined = next_presence(&mut watcher).await;
+    assert_eq!(joined["event"], "PRESENCE_JOINED");
+    assert_eq!(
+        joined["payload"]["actor"],
+        json!({ "type": "user", "id": ada_id, "name": "Ada" })
+    );
+    assert!(joined["payload"]["since"].is_string());
+    let mut tab2 = canvas_socket(b, &ada).await;
+    let cookie = sign_in(&a, &ada).await;
+    let tab3 = WsClient::connect(
+        &format!("ws://127.0.0.1:{}/ws", a.port),
+        &[("Cookie", &cookie)],
+    )
+    .await;
+    no_presence_within(&mut watcher, Duration::from_millis(1500)).await;
+    // Ada's first tab heard about her own arrival too (it is registered before it reports).
+    assert_eq!(
+        next_presence(&mut tab1).await["payload"]["actor"]["id"],
+        ada_id.as_str()
+    );
+
+    for app in [&a, b] {
+        let ids = presence_ids(app, &bob).await;
+        assert_eq!(
+            ids,
+            vec![bob_id.clone(), ada_id.clone()],
+            "longest present first"
+        );
+    }
+
+    // Closing tabs: nothing until the last one.
+    drop(tab1);
+    drop(tab3);
+    no_presence_within(&mut watcher, Duration::from_millis(1500)).await;
+    tab2.stream.close(None).await.unwrap();
+    let left = next_presence(&mut watcher).await;
+    assert_eq!(left["event"], "PRESENCE_LEFT");
+    assert_eq!(left["payload"]["actor"]["id"], ada_id.as_str());
+    for app in [&a, b] {
+        assert_eq!(presence_ids(app, &bob).await, vec![bob_id.clone()]);
+    }
+    // Agents have no presence, and may not read it.
+    let ws = a.create_workspace("agent", None).await;
+    let token = register(&a, &ws).await;
+    let _agent = WsClient::connect(
+        &format!("ws://127.0.0.1:{}/ws", a.port),
+        &[
+            ("Authorization", &format!("Bearer {token}")),
+            ("X-Workspace-ID", &ws),
+        ],
+    )
+    .await;
+    no_presence_within(&mut watcher, Duration::from_millis(500)).await;
+    let (status, _) = call(&a, "get", "/canvas/presence", Some(&token), &[], None).await;
+    assert_eq!(status, 403);
+}
+
+/// A `canopy` process of the test's own, to kill with SIGKILL.
+struct Process {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Process {
+    fn start(db: &TestDb, prefix: &str, vars: &[(&str, &str)]) -> Process {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_canopy"));
+        command
+            .env_clear()
+            .env("DATABASE_URL", db.url_string())
+            .env("REDIS_URL", redis_url().unwrap())
+            .env("REDIS_KEY_PREFIX", prefix)
+            .env("PORT", "0")
+            .env("WORKERS", "1")
+            .env("DATABASE_POOL_SIZE", "4")
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in vars {
+            command.env(k, v);
+        }
+        let mut child = command.spawn().expect("the canopy binary starts");
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in stdout.lines().map_while(Result::ok) {
+                let Ok(entry) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                if entry["message"] == "canopy listening" {
+                    let _ = port_tx.send(entry["port"].as_u64().unwrap() as u16);
+                }
+            }
+        });
+        let port = port_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("canopy logs `canopy listening` within 30 s");
+        Process { child, port }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn people_on_an_instance_killed_with_sigkill_leave_within_the_ttl() {
+    if redis_url().is_none() {
+        eprintln!("skipped: presence across processes needs REDIS_URL");
+        return;
+    }
+    const TTL_SECONDS: u64 = 6;
+    let db = TestDb::new();
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let options = TestOptions {
+        redis_prefix: Some(prefix.clone()),
+        ..rate_limits_off()
+            .var("ADMIN_TOKEN", ADMIN)
+            .var("PRESENCE_TTL_SECONDS", &TTL_SECONDS.to_string())
+    };
+    let a = spawn_on(&db, options).await;
+    let (_, bob) = issue_key(&a, "Bob", "viewer").await;
+    let (ada_id, ada) = issue_key(&a, "Ada", "viewer").await;
+    let mut process = Process::start(
+        &db,
+        &prefix,
+        &[
+            ("ADMIN_TOKEN", ADMIN),
+            ("PRESENCE_TTL_SECONDS", &TTL_SECONDS.to_string()),
+            ("RATE_LIMIT_WS_UPGRADES_PER_ADDRESS", "0"),
+        ],
+    );
+    let mut watcher = canvas_socket(&a, &bob).await;
+    assert_eq!(
+        next_presence(&mut watcher).await["event"],
+        "PRESENCE_JOINED"
+    );
+    let mut on_doomed = WsClient::connect(
+        &format!("ws://127.0.0.1:{}/ws?token={ada}", process.port),
+        &[],
+    )
+    .await;
+    assert_eq!(on_doomed.next_json().await["event"], "CONNECTED");
+    let joined = next_presence(&mut watcher).await;
+    assert_eq!(joined["event"], "PRESENCE_JOINED");
+    assert_eq!(joined["payload"]["actor"]["id"], ada_id.as_str());
+
+    // No goodbye: the process dies at once and its Redis keys are left to expire.
+    process.child.kill().unwrap();
+    process.child.wait().unwrap();
+    let killed = Instant::now();
+    let left = next_presence(&mut watcher).await;
+    assert_eq!(left["event"], "PRESENCE_LEFT");
+    assert_eq!(left["payload"]["actor"]["id"], ada_id.as_str());
+    assert!(
+        killed.elapsed() <= Duration::from_secs(TTL_SECONDS) + Duration::from_millis(500),
+        "gone {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(presence_ids(&a, &bob).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_redis_flush_is_repaired_without_anyone_seeming_to_leave() {
+    if redis_url().is_none() {
+        eprintln!("skipped: needs redis-server (the cluster suite)");
+        return;
+    }
+    let redis = PrivateRedis::start();
+    let db = TestDb::new();
+    let options = on_private_redis(
+        &redis,
+        rate_limits_off()
+            .var("ADMIN_TOKEN", ADMIN)
+            .var("PRESENCE_TTL_SECONDS", "6"),
+    );
+    let a = spawn_on(&db, options.clone()).await;
+    let b = spawn_on(&db, options).await;
+    let (bob_id, bob) = issue_key(&a, "Bob", "viewer").await;
+    let (ada_id, ada) = issue_key(&a, "Ada", "viewer").await;
+    let mut watcher = canvas_socket(&a, &bob).await;
+    assert_eq!(
+        next_presence(&mut watcher).await["event"],
+        "PRESENCE_JOINED"
+    );
+    let _ada = canvas_socket(&b, &ada).await;
+    assert_eq!(
+        next_presence(&mut watcher).await["payload"]["actor"]["id"],
+        ada_id.as_str()
+    );
+
+    redis.command(&["FLUSHALL"]).await;
+    // Longer than a key's life and the grace together: a flap would show by now.
+    no_presence_within(&mut watcher, Duration::from_secs(4)).await;
+    let keys = redis.command(&["KEYS", "private:presence:*"]).await;
+    let keys = format!("{keys:?}");
+    assert!(
+        keys.contains(&ada_id) && keys.contains(&bob_id),
+        "the refresh re-wrote the keys: {keys}"
+    );
+    assert_eq!(
+        presence_ids(&a, &bob).await,
+        vec![bob_id.clone(), ada_id.clone()]
+    );
 }
