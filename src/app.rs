@@ -89,6 +89,8 @@ pub struct AppState {
     pub control: Arc<crate::events::control::ControlBus>,
     /// Who has a canvas open (`realtime::presence`).
     pub presence: Arc<crate::realtime::presence::Presence>,
+    /// Throttles `api_keys.last_used_at` writes.
+    pub key_use: crate::http::principal::KeyUse,
 }
 
 impl AppState {
@@ -241,8 +243,13 @@ impl Application {
             drain: Default::default(),
             control,
             presence,
+            key_use: Default::default(),
         });
         tokio::spawn(act_on_control(
+            state.clone().into_inner(),
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(recheck_socket_keys(
             state.clone().into_inner(),
             shutdown_rx.clone(),
         ));
@@ -393,6 +400,42 @@ async fn act_on_control(state: Arc<AppState>, mut shutdown: watch::Receiver<bool
                 tracing::warn!(missed, "control messages missed");
             }
             Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// How often an instance checks the keys behind its open sockets against the database: the
+/// safety net under the revocation message (lost on a Redis outage; never sent by `canopy keys
+/// revoke` to an embedded server) and what closes the sockets of a key that expired.
+pub const SOCKET_KEY_RECHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+async fn recheck_socket_keys(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SOCKET_KEY_RECHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let keys = state.hub.owner_keys();
+        if keys.is_empty() {
+            continue;
+        }
+        let dead = state
+            .store
+            .run(move |c| {
+                crate::store::keys::dead_among(c, &keys, chrono::Utc::now())
+                    .map_err(StoreError::from)
+            })
+            .await;
+        match dead {
+            Ok(dead) => {
+                for key_id in dead {
+                    let closed = state.hub.close_key(key_id);
+                    tracing::info!(%key_id, closed, "sockets of a dead key closed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not recheck the keys of open sockets"),
         }
     }
 }

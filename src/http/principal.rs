@@ -13,7 +13,7 @@
 //!    before people existed; otherwise anonymous.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use actix_web::body::{EitherBody, MessageBody};
@@ -228,15 +228,20 @@ pub async fn resolve(req: &HttpRequest, state: &AppState) -> Result<Resolved, Ap
 /// request must not be a write.
 pub const LAST_USED_RESOLUTION: Duration = Duration::from_secs(60);
 
-fn last_used() -> &'static Mutex<HashMap<Uuid, Instant>> {
-    static SEEN: OnceLock<Mutex<HashMap<Uuid, Instant>>> = OnceLock::new();
-    SEEN.get_or_init(Default::default)
+/// When this instance last wrote each key's `last_used_at`.
+#[derive(Default)]
+pub struct KeyUse {
+    written: Mutex<HashMap<Uuid, Instant>>,
 }
 
 /// Records that a key was used, writing `last_used_at` if this instance has not for a minute.
 fn note_use(state: &AppState, key_id: Uuid) {
     let due = {
-        let mut seen = last_used().lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = state
+            .key_use
+            .written
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         match seen.get(&key_id) {
             Some(at) if now.duration_since(*at) < LAST_USED_RESOLUTION => false,

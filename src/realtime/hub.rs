@@ -219,6 +219,19 @@ impl Hub {
         closed
     }
 
+    /// The API keys behind this instance's open sockets.
+    pub fn owner_keys(&self) -> Vec<Uuid> {
+        let mut keys: Vec<Uuid> = self
+            .lock()
+            .sessions
+            .values()
+            .filter_map(|e| e.owner.as_ref().and_then(|o| o.key_id))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
     /// Sends a frame that is not part of the stream (no seq: presence) to every canvas
     /// socket. A full queue closes the socket as a slow consumer, as for stream frames.
     pub fn broadcast_to_canvases(&self, frame: Frame) {

@@ -199,3 +199,27 @@ pub fn end_session(conn: &mut DbConnection, id_hash: &str) -> QueryResult<usize>
         .set(sessions::revoked.eq(true))
         .execute(conn)
 }
+
+/// Which of `ids` are revoked, expired at `now`, or gone.
+pub fn dead_among(
+    conn: &mut DbConnection,
+    ids: &[Uuid],
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<Uuid>> {
+    let db_ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
+    let live: Vec<DbUuid> = api_keys::table
+        .filter(api_keys::id.eq_any(db_ids))
+        .filter(api_keys::revoked_at.is_null())
+        .filter(
+            api_keys::expires_at
+                .is_null()
+                .or(api_keys::expires_at.gt(DbTime(now))),
+        )
+        .select(api_keys::id)
+        .load(conn)?;
+    Ok(ids
+        .iter()
+        .copied()
+        .filter(|id| !live.iter().any(|l| l.0 == *id))
+        .collect())
+}
