@@ -1331,3 +1331,17 @@ async fn the_cli_makes_the_first_admin_key_and_revokes_keys_closing_their_socket
     assert_eq!(status, 401);
     assert!(cli(&db, &prefix, &["keys", "list"]).contains("revoked"));
 }
+
+#[tokio::test]
+async fn the_openapi_document_names_each_operations_requirement() {
+    let (app, _db) = spawn_app().await;
+    let (status, document) = app.get("/openapi.json").await;
+    assert_eq!(status, 200);
+    for (method, path, requirement) in EXPECTED {
+        let operation = &document["paths"][*path][*method];
+        assert_eq!(
+            operation["x-canopy-requires"], *requirement,
+            "{method} {path}: {operation}"
+        );
+    }
+}
