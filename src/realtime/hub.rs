@@ -233,9 +233,12 @@ impl Hub {
     }
 
     /// Sends a frame that is not part of the stream (no seq: presence) to every canvas
-    /// socket. A full queue closes the socket as a slow consumer, as for stream frames.
+    /// socket. Such frames are volatile (DESIGN.md): a full queue drops this one rather than
+    /// close the socket; that socket is closed as a slow consumer by the next stream event
+    /// anyway, and re-reads `GET /canvas/presence` when it reconnects.
     pub fn broadcast_to_canvases(&self, frame: Frame) {
         let frame = Arc::new(frame);
+        let mut dropped = 0u64;
         for entry in self.lock().sessions.values_mut() {
             if entry.subscriber != Subscriber::Canvas || entry.kill.is_none() {
                 continue;
@@ -243,11 +246,10 @@ impl Hub {
             if let Err(mpsc::error::TrySendError::Full(_)) =
                 entry.queue.try_send(Arc::clone(&frame))
             {
-                if let Some(kill) = entry.kill.take() {
-                    let _ = kill.send(CloseReason::SlowConsumer);
-                }
+                dropped += 1;
             }
         }
+        metrics::counter!("canopy_ws_volatile_frames_dropped_total").increment(dropped);
     }
 
     /// Tells every session to reload (the relay could not recover a stretch of the stream).
@@ -341,6 +343,38 @@ mod tests {
         }
         assert_eq!(slow.kill.try_recv().unwrap(), CloseReason::SlowConsumer);
         assert_eq!(hub.delivered(), 3);
+    }
+
+    #[tokio::test]
+    async fn volatile_frames_reach_canvases_only_and_never_close_a_full_one() {
+        let hub = Hub::with_capacity(ParentMap::new(), 0, 1);
+        let (mut full, _full_frames) = hub.register(Subscriber::Canvas);
+        let (_agent, mut agent) = hub.register(Subscriber::Workspace(Uuid::new_v4()));
+        hub.broadcast_to_canvases(Frame::transient("PRESENCE_JOINED", json!({})));
+        hub.broadcast_to_canvases(Frame::transient("PRESENCE_LEFT", json!({})));
+        assert!(
+            full.kill.try_recv().is_err(),
+            "a dropped volatile frame closes nothing"
+        );
+        assert!(agent.try_recv().is_err(), "agents get no presence");
+    }
+
+    #[tokio::test]
+    async fn close_key_closes_only_that_keys_sockets() {
+        let hub = Hub::new(ParentMap::new(), 0);
+        let key = Uuid::new_v4();
+        let owner = |key_id| {
+            Some(SessionOwner {
+                actor: crate::domain::people::Actor::user("x", "x"),
+                key_id,
+            })
+        };
+        let (mut revoked, _a) = hub.register_owned(Subscriber::Canvas, owner(Some(key)));
+        let (mut other, _b) = hub.register_owned(Subscriber::Canvas, owner(Some(Uuid::new_v4())));
+        assert_eq!(hub.owner_keys().len(), 2);
+        assert_eq!(hub.close_key(key), 1);
+        assert_eq!(revoked.kill.try_recv().unwrap(), CloseReason::Revoked);
+        assert!(other.kill.try_recv().is_err());
     }
 
     #[tokio::test]
