@@ -9,7 +9,7 @@
 //!
 //! Shared state: in cluster mode one Redis key per person and instance,
 //! `{prefix}presence:{instance}:{actor id}` = `{actor, since}`, set with a TTL of a third of
-//! `PRESENCE_TTL_SECONDS` and re-set every sixth of it, so:
+//! `PRESENCE_TTL_SECONDS` and re-set every eighth of it, so:
 //! - an instance killed without a goodbye stops refreshing, its keys expire, and its people
 //!   are declared gone within the TTL (key expiry, then [`grace`] without a refresh);
 //! - a Redis flush is repaired by the next refresh, and the grace keeps canvases from seeing
@@ -83,7 +83,7 @@ struct Timings {
 impl Timings {
     fn of(ttl: Duration) -> Timings {
         Timings {
-            refresh: (ttl / 6).max(Duration::from_millis(250)),
+            refresh: (ttl / 8).max(Duration::from_millis(250)),
             key_ttl: (ttl / 3).max(Duration::from_secs(1)),
             grace: grace(ttl),
         }
@@ -93,7 +93,8 @@ impl Timings {
 /// How long someone missing from the shared state (and not known to have left) is still shown:
 /// longer than a refresh, so a flushed Redis is repaired before anyone seems to leave.
 ///
-/// With keys living a third of the TTL and refreshed every sixth, a killed instance's people
+/// With keys living a third of the TTL and refreshed every eighth (half the grace, so a late
+/// refresh on a busy machine still lands within it), a killed instance's people
 /// are gone at most `ttl/3` (key expiry) + `ttl/4` (grace) + two scan intervals after it died:
 /// within the TTL for any TTL of 5 s or more.
 pub fn grace(ttl: Duration) -> Duration {

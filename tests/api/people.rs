@@ -1238,7 +1238,7 @@ async fn a_redis_flush_is_repaired_without_anyone_seeming_to_leave() {
         &redis,
         rate_limits_off()
             .var("ADMIN_TOKEN", ADMIN)
-            .var("PRESENCE_TTL_SECONDS", "6"),
+            .var("PRESENCE_TTL_SECONDS", "12"),
     );
     let a = spawn_on(&db, options.clone()).await;
     let b = spawn_on(&db, options).await;
@@ -1256,8 +1256,8 @@ async fn a_redis_flush_is_repaired_without_anyone_seeming_to_leave() {
     );
 
     redis.command(&["FLUSHALL"]).await;
-    // Longer than a key's life and the grace together: a flap would show by now.
-    no_presence_within(&mut watcher, Duration::from_secs(4)).await;
+    // Longer than a key's life (4 s) and past the grace (3 s): a flap would show by now.
+    no_presence_within(&mut watcher, Duration::from_secs(5)).await;
     let keys = redis.command(&["KEYS", "private:presence:*"]).await;
     let keys = format!("{keys:?}");
     assert!(
