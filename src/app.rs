@@ -395,6 +395,10 @@ async fn act_on_control(state: Arc<AppState>, mut shutdown: watch::Receiver<bool
                 let closed = state.hub.close_key(key_id);
                 tracing::info!(%key_id, closed, "revoked key's sockets closed");
             }
+            Ok(ControlMessage::SessionEnded { session }) => {
+                let closed = state.hub.close_session(&session);
+                tracing::info!(closed, "ended session's sockets closed");
+            }
             Ok(ControlMessage::PresenceChanged { .. }) => {}
             Err(RecvError::Lagged(missed)) => {
                 tracing::warn!(missed, "control messages missed");
@@ -417,22 +421,29 @@ async fn recheck_socket_keys(state: Arc<AppState>, mut shutdown: watch::Receiver
             _ = tick.tick() => {}
             _ = shutdown.changed() => return,
         }
-        let keys = state.hub.owner_keys();
-        if keys.is_empty() {
+        let (keys, sessions) = (state.hub.owner_keys(), state.hub.owner_sessions());
+        if keys.is_empty() && sessions.is_empty() {
             continue;
         }
         let dead = state
             .store
             .run(move |c| {
-                crate::store::keys::dead_among(c, &keys, chrono::Utc::now())
-                    .map_err(StoreError::from)
+                let now = chrono::Utc::now();
+                Ok::<_, StoreError>((
+                    crate::store::keys::dead_among(c, &keys, now)?,
+                    crate::store::keys::dead_sessions_among(c, &sessions, now)?,
+                ))
             })
             .await;
         match dead {
-            Ok(dead) => {
-                for key_id in dead {
+            Ok((dead_keys, dead_sessions)) => {
+                for key_id in dead_keys {
                     let closed = state.hub.close_key(key_id);
                     tracing::info!(%key_id, closed, "sockets of a dead key closed");
+                }
+                for session in dead_sessions {
+                    let closed = state.hub.close_session(&session);
+                    tracing::info!(closed, "sockets of an ended session closed");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "could not recheck the keys of open sockets"),

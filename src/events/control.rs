@@ -20,6 +20,9 @@ const CONTROL_CAPACITY: usize = 1024;
 pub enum ControlMessage {
     /// An API key was revoked: close the sockets it (or a session made from it) opened.
     KeyRevoked { key_id: Uuid },
+    /// A browser session ended (signed out): close the sockets it opened. Carries the hash
+    /// of the session id, never the id.
+    SessionEnded { session: String },
     /// Someone's canvas sockets on some instance went from none to some (`left: false`) or
     /// from some to none (`left: true`).
     PresenceChanged { actor_id: String, left: bool },
@@ -28,7 +31,9 @@ pub enum ControlMessage {
 impl ControlMessage {
     fn channel_suffix(&self) -> &'static str {
         match self {
-            ControlMessage::KeyRevoked { .. } => "control:revocations",
+            ControlMessage::KeyRevoked { .. } | ControlMessage::SessionEnded { .. } => {
+                "control:revocations"
+            }
             ControlMessage::PresenceChanged { .. } => "control:presence",
         }
     }

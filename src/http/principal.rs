@@ -87,6 +87,9 @@ pub struct Principal {
     pub via: Via,
     /// The API key behind a key or session principal (revocation closes its sockets).
     pub key_id: Option<Uuid>,
+    /// The hash of the browser session, for a session principal (sign-out closes its
+    /// sockets).
+    pub session: Option<String>,
 }
 
 impl Principal {
@@ -99,6 +102,7 @@ impl Principal {
             scope: Scope::Organisation,
             via: Via::OpenMode,
             key_id: None,
+            session: None,
         }
     }
 
@@ -120,6 +124,7 @@ impl Principal {
             scope: Scope::Organisation,
             via,
             key_id: Some(key.id),
+            session: None,
         }
     }
 
@@ -215,7 +220,10 @@ pub async fn resolve(req: &HttpRequest, state: &AppState) -> Result<Resolved, Ap
             .await?;
         if let Some(key) = key.filter(|k| k.is_live(Utc::now())) {
             note_use(state, key.id);
-            return Ok(Resolved::Person(Principal::from_key(&key, Via::Session)));
+            return Ok(Resolved::Person(Principal {
+                session: Some(hash_token(&session)),
+                ..Principal::from_key(&key, Via::Session)
+            }));
         }
     }
     if is_open(state) {

@@ -18,6 +18,7 @@ use super::openapi::ErrorBody;
 use super::principal::{session_cookie, Principal, KEY_PREFIX, SESSION_COOKIE};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
+use crate::events::control::ControlMessage;
 use crate::store::keys;
 
 #[derive(Deserialize, ToSchema)]
@@ -138,9 +139,15 @@ pub async fn sign_in(
 pub async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
     if let Some(session) = session_cookie(&req) {
         let hash = hash_token(&session);
+        let ended = hash.clone();
         state
-            .read(move |c| Ok(keys::end_session(c, &hash)?))
+            .read(move |c| Ok(keys::end_session(c, &ended)?))
             .await?;
+        // Its sockets close too, on every instance.
+        state
+            .control
+            .publish(ControlMessage::SessionEnded { session: hash })
+            .await;
     }
     Ok(HttpResponse::NoContent()
         .cookie(cookie(

@@ -73,6 +73,7 @@ pub async fn connect(
             owner = Some(SessionOwner {
                 actor: person.actor(),
                 key_id: person.key_id,
+                session: person.session.clone(),
             });
             Subscriber::Canvas
         }

@@ -33,7 +33,8 @@ pub enum CloseReason {
     SlowConsumer,
     /// The server is shutting down (close code 1001).
     GoingAway,
-    /// The API key the socket was opened with was revoked (close code 4001).
+    /// The credential the socket was opened with is no longer valid: its API key was revoked
+    /// or expired, or its browser session ended (close code 4001).
     Revoked,
 }
 
@@ -43,6 +44,8 @@ pub enum CloseReason {
 pub struct SessionOwner {
     pub actor: crate::domain::people::Actor,
     pub key_id: Option<Uuid>,
+    /// The hash of the browser session it was opened with (signing out closes it).
+    pub session: Option<String>,
 }
 
 struct SessionEntry {
@@ -219,6 +222,34 @@ impl Hub {
         closed
     }
 
+    /// Closes every socket opened with the browser session whose id hashes to `session`
+    /// (signed out or expired). Returns how many.
+    pub fn close_session(&self, session: &str) -> usize {
+        let mut closed = 0;
+        for entry in self.lock().sessions.values_mut() {
+            if entry.owner.as_ref().and_then(|o| o.session.as_deref()) == Some(session) {
+                if let Some(kill) = entry.kill.take() {
+                    let _ = kill.send(CloseReason::Revoked);
+                    closed += 1;
+                }
+            }
+        }
+        closed
+    }
+
+    /// The browser sessions (their id hashes) behind this instance's open sockets.
+    pub fn owner_sessions(&self) -> Vec<String> {
+        let mut sessions: Vec<String> = self
+            .lock()
+            .sessions
+            .values()
+            .filter_map(|e| e.owner.as_ref().and_then(|o| o.session.clone()))
+            .collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        sessions
+    }
+
     /// The API keys behind this instance's open sockets.
     pub fn owner_keys(&self) -> Vec<Uuid> {
         let mut keys: Vec<Uuid> = self
@@ -367,6 +398,7 @@ mod tests {
             Some(SessionOwner {
                 actor: crate::domain::people::Actor::user("x", "x"),
                 key_id,
+                session: None,
             })
         };
         let (mut revoked, _a) = hub.register_owned(Subscriber::Canvas, owner(Some(key)));

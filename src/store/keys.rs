@@ -206,6 +206,9 @@ pub fn dead_among(
     ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> QueryResult<Vec<Uuid>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     let db_ids: Vec<DbUuid> = ids.iter().copied().map(DbUuid).collect();
     let live: Vec<DbUuid> = api_keys::table
         .filter(api_keys::id.eq_any(db_ids))
@@ -221,5 +224,27 @@ pub fn dead_among(
         .iter()
         .copied()
         .filter(|id| !live.iter().any(|l| l.0 == *id))
+        .collect())
+}
+
+/// Which of the session id hashes `hashes` are signed out, expired at `now`, or unknown.
+pub fn dead_sessions_among(
+    conn: &mut DbConnection,
+    hashes: &[String],
+    now: DateTime<Utc>,
+) -> QueryResult<Vec<String>> {
+    if hashes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let live: Vec<String> = sessions::table
+        .filter(sessions::id_hash.eq_any(hashes))
+        .filter(sessions::revoked.eq(false))
+        .filter(sessions::expires_at.gt(DbTime(now)))
+        .select(sessions::id_hash)
+        .load(conn)?;
+    Ok(hashes
+        .iter()
+        .filter(|h| !live.contains(h))
+        .cloned()
         .collect())
 }

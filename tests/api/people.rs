@@ -629,9 +629,9 @@ async fn sessions_carry_a_person_in_an_http_only_cookie_until_sign_out_expiry_or
     )
     .await;
     assert_eq!(socket.next_json().await["event"], "CONNECTED");
-    drop(socket);
 
-    // Sign-out ends the session (the cookie is cleared, and refused if sent again).
+    // Sign-out ends the session (the cookie is cleared, and refused if sent again), and
+    // closes the sockets it opened.
     let response = app
         .client
         .delete(app.url("/session"))
@@ -649,9 +649,17 @@ async fn sessions_carry_a_person_in_an_http_only_cookie_until_sign_out_expiry_or
         .contains("Max-Age=0"));
     let (status, _) = call(&app, "get", "/workspaces", None, &with_cookie, None).await;
     assert_eq!(status, 401);
+    assert_eq!(socket.closed_with().await, Some(4001));
 
-    // Expiry: a session is refused once SESSION_TTL_SECONDS have passed.
+    // Expiry: a session is refused once SESSION_TTL_SECONDS have passed, and its sockets are
+    // closed by the periodic recheck.
     let cookie = sign_in(&app, &key).await;
+    let mut socket = WsClient::connect(
+        &format!("ws://127.0.0.1:{}/ws", app.port),
+        &[("Cookie", &cookie)],
+    )
+    .await;
+    assert_eq!(socket.next_json().await["event"], "CONNECTED");
     let (status, _) = call(
         &app,
         "get",
@@ -678,6 +686,7 @@ async fn sessions_carry_a_person_in_an_http_only_cookie_until_sign_out_expiry_or
         .await,
         "an expired session is refused"
     );
+    assert_eq!(socket.closed_with().await, Some(4001));
 
     // Revoking the key ends its sessions; a revoked key cannot sign in.
     let cookie = sign_in(&app, &key).await;
