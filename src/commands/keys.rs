@@ -33,6 +33,7 @@ pub struct IssuedKey {
     pub key: String,
 }
 
+/// A key to issue, parsed at the boundary.
 pub struct CreateKey {
     pub name: KeyName,
     pub role: Role,
@@ -41,6 +42,7 @@ pub struct CreateKey {
     pub created_by: String,
 }
 
+/// Issues a key: generates it, stores its hash and prefix, returns it this once.
 pub fn create(conn: &mut DbConnection, input: CreateKey) -> diesel::QueryResult<IssuedKey> {
     let key = new_key();
     let hash = hash_token(&key);

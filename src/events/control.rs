@@ -45,6 +45,7 @@ struct RedisControl {
     prefix: String,
 }
 
+/// Publishes control messages to every instance and hands each instance what anyone published.
 pub struct ControlBus {
     redis: Option<RedisControl>,
     incoming: broadcast::Sender<ControlMessage>,

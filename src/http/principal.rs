@@ -93,6 +93,7 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Open mode's caller: everyone is the local admin.
     pub fn local() -> Principal {
         Principal {
             kind: ActorType::User,
@@ -106,6 +107,7 @@ impl Principal {
         }
     }
 
+    /// Whoever presents `ADMIN_TOKEN`.
     pub fn bootstrap_admin() -> Principal {
         Principal {
             via: Via::AdminToken,
@@ -133,6 +135,7 @@ impl Principal {
         self.kind == ActorType::User && self.via != Via::OpenMode
     }
 
+    /// How events this principal causes name it.
     pub fn actor(&self) -> Actor {
         Actor {
             kind: self.kind,
@@ -142,9 +145,9 @@ impl Principal {
     }
 }
 
-/// A handler's view of the caller: the principal [`enforce`] resolved. Extracting it where
-/// none was resolved (an agent or anonymous call on an agent route) is the system actor's
-/// business, so it fails with 401.
+/// A handler's view of the caller: the person [`enforce`] admitted. Only person routes
+/// (`Role` requirements) extract it; where none was resolved (an agent or anonymous call on an
+/// agent route) extraction fails with 401.
 impl FromRequest for Principal {
     type Error = AppError;
     type Future = std::future::Ready<Result<Principal, AppError>>;
@@ -167,9 +170,11 @@ pub fn of_request(req: &HttpRequest) -> Option<Principal> {
 /// What a request's credentials turned out to be.
 #[derive(Debug)]
 pub enum Resolved {
+    /// A person (or open mode's local admin).
     Person(Principal),
     /// A bearer token that is neither the admin token nor an API key: maybe a workspace's.
     OtherToken(String),
+    /// No credential, with `ADMIN_TOKEN` set.
     Anonymous,
 }
 

@@ -79,6 +79,7 @@ pub struct NewApiKey<'a> {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// Stores a key (its hash); returns it as `GET /keys` shows it.
 pub fn insert(conn: &mut DbConnection, key: &NewApiKey<'_>) -> QueryResult<ApiKey> {
     diesel::insert_into(api_keys::table)
         .values((
@@ -95,6 +96,7 @@ pub fn insert(conn: &mut DbConnection, key: &NewApiKey<'_>) -> QueryResult<ApiKe
     find(conn, key.id)?.ok_or(diesel::result::Error::NotFound)
 }
 
+/// A key by id, live or not.
 pub fn find(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<ApiKey>> {
     Ok(api_keys::table
         .filter(api_keys::id.eq(DbUuid(id)))
@@ -125,10 +127,6 @@ pub fn list(conn: &mut DbConnection) -> QueryResult<Vec<ApiKey>> {
         .collect())
 }
 
-pub fn count(conn: &mut DbConnection) -> QueryResult<i64> {
-    api_keys::table.count().get_result(conn)
-}
-
 /// Revokes a key and ends its sessions. Returns the key as it is now, or `None` if there is no
 /// such key; revoking a revoked key changes nothing.
 pub fn revoke(
@@ -149,6 +147,7 @@ pub fn revoke(
     find(conn, id)
 }
 
+/// Records a key's use (`last_used_at`); callers throttle it.
 pub fn touch(conn: &mut DbConnection, id: Uuid, now: DateTime<Utc>) -> QueryResult<()> {
     diesel::update(api_keys::table.filter(api_keys::id.eq(DbUuid(id))))
         .set(api_keys::last_used_at.eq(Some(DbTime(now))))
@@ -156,6 +155,7 @@ pub fn touch(conn: &mut DbConnection, id: Uuid, now: DateTime<Utc>) -> QueryResu
         .map(|_| ())
 }
 
+/// Stores a browser session (the hash of its id) made from `key_id`.
 pub fn insert_session(
     conn: &mut DbConnection,
     id_hash: &str,
@@ -194,6 +194,7 @@ pub fn session_key(
     }
 }
 
+/// Signs a session out; returns how many rows changed (0 for an unknown session).
 pub fn end_session(conn: &mut DbConnection, id_hash: &str) -> QueryResult<usize> {
     diesel::update(sessions::table.filter(sessions::id_hash.eq(id_hash)))
         .set(sessions::revoked.eq(true))
