@@ -1126,36 +1126,53 @@ async fn a_person_is_present_once_from_their_first_socket_to_their_last_on_any_i
     assert_eq!(status, 403);
 }
 
-/// A `canopy` process of the test's own, to kill with SIGKILL.
+/// A `canopy` process of the test's own, to kill with SIGKILL; its log lines are kept.
 struct Process {
     child: std::process::Child,
     port: u16,
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Process {
     fn start(db: &TestDb, prefix: &str, vars: &[(&str, &str)]) -> Process {
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_canopy"));
+        command.env_clear();
+        if let Some(redis) = redis_url() {
+            command
+                .env("REDIS_URL", redis)
+                .env("REDIS_KEY_PREFIX", prefix);
+        }
         command
-            .env_clear()
             .env("DATABASE_URL", db.url_string())
-            .env("REDIS_URL", redis_url().unwrap())
-            .env("REDIS_KEY_PREFIX", prefix)
             .env("PORT", "0")
             .env("WORKERS", "1")
             .env("DATABASE_POOL_SIZE", "4")
             .env("LOG_FORMAT", "json")
             .env("RUST_LOG", "info")
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
+            .stderr(std::process::Stdio::piped());
         for (k, v) in vars {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("the canopy binary starts");
         let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        // stderr (where a panic or a library would write) is kept too.
+        let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
         let (port_tx, port_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = std::sync::Arc::clone(&log);
+        let kept_err = std::sync::Arc::clone(&log);
+        let mut readers = vec![std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in stderr.lines().map_while(Result::ok) {
+                kept_err.lock().unwrap().push(line);
+            }
+        })];
+        readers.push(std::thread::spawn(move || {
             use std::io::BufRead;
             for line in stdout.lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line.clone());
                 let Ok(entry) = serde_json::from_str::<Value>(&line) else {
                     continue;
                 };
@@ -1163,11 +1180,26 @@ impl Process {
                     let _ = port_tx.send(entry["port"].as_u64().unwrap() as u16);
                 }
             }
-        });
+        }));
         let port = port_rx
             .recv_timeout(Duration::from_secs(30))
             .expect("canopy logs `canopy listening` within 30 s");
-        Process { child, port }
+        Process {
+            child,
+            port,
+            log,
+            readers,
+        }
+    }
+
+    /// Kills the process and returns everything it logged.
+    fn finish(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        for reader in self.readers.drain(..) {
+            let _ = reader.join();
+        }
+        self.log.lock().unwrap().join("\n")
     }
 }
 
@@ -1353,4 +1385,52 @@ async fn the_openapi_document_names_each_operations_requirement() {
             "{method} {path}: {operation}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_token_in_a_url_is_never_logged() {
+    let db = TestDb::new();
+    let prefix = format!("test:{}:", uuid::Uuid::new_v4().simple());
+    let secret = format!("url-secret-{}", uuid::Uuid::new_v4().simple());
+    let mut process = Process::start(
+        &db,
+        &prefix,
+        &[
+            ("ADMIN_TOKEN", secret.as_str()),
+            ("RUST_LOG", "debug"),
+            ("RATE_LIMIT_WS_UPGRADES_PER_ADDRESS", "1"),
+            ("RATE_LIMIT_WS_UPGRADES_PER_ADDRESS_BURST", "4"),
+        ],
+    );
+    let base = format!("ws://127.0.0.1:{}/ws", process.port);
+    // Accepted, refused (bad since, wrong token) and rate limited, all with the token in the URL.
+    let mut socket = WsClient::connect(&format!("{base}?token={secret}"), &[]).await;
+    assert_eq!(socket.next_json().await["event"], "CONNECTED");
+    drop(socket);
+    for query in [
+        format!("?token={secret}&since=x"),
+        format!("?token={secret}x"),
+        format!("?token={secret}"),
+        format!("?token={secret}"),
+        format!("?token={secret}"),
+    ] {
+        let _ = WsClient::try_connect(&format!("{base}{query}"), &[]).await;
+    }
+    let client = reqwest::Client::new();
+    let _ = client
+        .get(format!(
+            "http://127.0.0.1:{}/workspaces?token={secret}",
+            process.port
+        ))
+        .send()
+        .await;
+    let log = process.finish();
+    assert!(
+        log.contains("canopy listening") && log.contains("rate limited"),
+        "the log was captured, at debug level:\n{log}"
+    );
+    assert!(
+        !log.contains(&secret),
+        "the token appears in the log:\n{log}"
+    );
 }
