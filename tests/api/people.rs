@@ -1434,3 +1434,43 @@ async fn a_token_in_a_url_is_never_logged() {
         "the token appears in the log:\n{log}"
     );
 }
+
+#[tokio::test]
+async fn open_mode_stays_open_and_keys_there_still_name_people() {
+    let (app, _db) = spawn_app().await;
+    // Anyone, with no token or any token that is not a key, is the local admin.
+    let (status, me) = app.get("/session").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        me,
+        json!({ "type": "user", "id": "local", "name": "local", "role": "admin" })
+    );
+    let (status, _) = call(&app, "get", "/workspaces", Some("not-a-key"), &[], None).await;
+    assert_eq!(status, 200);
+    let (status, issued) = app
+        .post("/keys", json!({ "name": "Olive", "role": "viewer" }))
+        .await;
+    assert_eq!(status, 201);
+    assert_eq!(issued["created_by"], "local");
+    // A key is who it says, with its role, also here.
+    let key = issued["key"].as_str().unwrap();
+    let (status, me) = call(&app, "get", "/session", Some(key), &[], None).await;
+    assert_eq!(status, 200);
+    assert_eq!(me["name"], "Olive");
+    let (status, _) = call(
+        &app,
+        "post",
+        "/workspaces",
+        Some(key),
+        &[],
+        Some(json!({ "name": "x" })),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The canvas in open mode has no presence: it is everyone at once.
+    let mut canvas = app.ws("").await;
+    assert_eq!(canvas.next_json().await["event"], "CONNECTED");
+    no_presence_within(&mut canvas, Duration::from_millis(1500)).await;
+    let (_, present) = app.get("/canvas/presence").await;
+    assert_eq!(present, json!([]));
+}
