@@ -134,7 +134,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-/// `GET /approvals/pending` (admin): every live workspace's pending requests with the
+/// `GET /approvals/pending` (viewer): every live workspace's pending requests with the
 /// workspace's name, newest first. Reading never decides anything: expiry is the lease
 /// holder's job.
 #[utoipa::path(
@@ -177,7 +177,7 @@ impl JsonBody for DecideBody {
     ];
 }
 
-/// `POST /workspaces/:id/approvals/:approval_id/decide` (admin: a person on the canvas) →
+/// `POST /workspaces/:id/approvals/:approval_id/decide` (editor: a person on the canvas) →
 /// 200 `{"status":<decision>,"approval_id"}`; 409 with the first decision if it was decided
 /// already; 404 for an unknown request or one of another workspace.
 #[utoipa::path(
