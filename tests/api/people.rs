@@ -66,6 +66,10 @@ enum Who {
     Editor,
     Admin,
     Agent,
+    /// The viewer's key, through a browser session cookie.
+    ViewerSession,
+    /// The editor's key, through a browser session cookie (writes carry Origin and JSON).
+    EditorSession,
 }
 
 /// What the README and this test say each route requires. The test checks the route table
@@ -178,8 +182,8 @@ fn expected_outcome(requirement: &str, who: Who) -> &'static str {
     let person = |needed: &str| -> &'static str {
         let rank = |r: &str| ["viewer", "editor", "admin"].iter().position(|x| *x == r);
         let have = match who {
-            Who::Viewer => "viewer",
-            Who::Editor => "editor",
+            Who::Viewer | Who::ViewerSession => "viewer",
+            Who::Editor | Who::EditorSession => "editor",
             _ => "admin",
         };
         if rank(have) >= rank(needed) {
@@ -215,6 +219,8 @@ async fn route_role_matrix() {
         (Who::Editor, Some(editor.as_str())),
         (Who::Admin, Some(admin.as_str())),
         (Who::Agent, Some(agent_token.as_str())),
+        (Who::ViewerSession, None),
+        (Who::EditorSession, None),
     ];
     let mut failures = Vec::new();
     let mut checked = 0;
@@ -254,11 +260,26 @@ async fn route_role_matrix() {
         for (who, bearer) in &principals {
             // An agent names itself, as agents do on discovery, the A2A proxy and /ws; so does
             // the anonymous caller (an agent without its token).
-            let headers: Vec<(&str, &str)> = if matches!(who, Who::Agent | Who::Anonymous) {
+            let mut headers: Vec<(&str, &str)> = if matches!(who, Who::Agent | Who::Anonymous) {
                 vec![("X-Workspace-ID", ws.as_str())]
             } else {
                 vec![]
             };
+            // A fresh session per request: the walk signs out along the way.
+            let cookie = match who {
+                Who::ViewerSession => Some(sign_in(&app, &viewer).await),
+                Who::EditorSession => Some(sign_in(&app, &editor).await),
+                _ => None,
+            };
+            if let Some(cookie) = &cookie {
+                headers.push(("Cookie", cookie));
+                if *method != "get" {
+                    headers.push(("Origin", &app.address));
+                    if body.is_none() {
+                        headers.push(("Content-Type", "application/json"));
+                    }
+                }
+            }
             let (status, answer) = call(&app, method, &path, *bearer, &headers, body.clone()).await;
             let outcome = match status {
                 401 => "401",
