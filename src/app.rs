@@ -284,6 +284,8 @@ impl Application {
                             Ok(response)
                         }
                     })
+                    // Outermost: every answer, refusals included, carries its request id.
+                    .wrap(from_fn(http::request_id::assign))
             },
             listener,
             // Signals are the binary's to handle; in-flight requests get SHUTDOWN_GRACE.

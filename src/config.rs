@@ -1,5 +1,6 @@
-//! Typed configuration, read once from the environment. An invalid value stops start-up with a
-//! one-line message naming the variable.
+//! Typed configuration, read once from the environment: clap's derive parses each variable
+//! (`Vars`), this module assembles [`Config`]. An invalid value stops start-up with a one-line
+//! message naming the variable.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;
@@ -156,6 +157,12 @@ impl AdminToken {
     }
 }
 
+impl Drop for AdminToken {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.0);
+    }
+}
+
 impl std::fmt::Debug for AdminToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")
@@ -179,219 +186,321 @@ fn invalid(var: &'static str, reason: impl Into<String>) -> ConfigError {
 const SECONDS_PER_HOUR: u64 = 3600;
 const SECONDS_PER_DAY: u64 = 86_400;
 
+/// The variables, one field each. clap's derive parses and checks every value and supplies its
+/// default; `env` names the variable, and a value parser's error names the value (never a
+/// secret's). [`Config::from_lookup`] feeds the values in itself (trimmed; empty means unset),
+/// so tests can pass a map instead of changing the process environment.
+#[derive(clap::Parser, Debug)]
+#[command(name = "canopy", no_binary_name = true)]
+struct Vars {
+    #[arg(long, env = "DATABASE_URL", default_value = "sqlite://canopy.db", value_parser = DatabaseUrl::parse)]
+    database_url: DatabaseUrl,
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = 10, value_parser = positive)]
+    database_pool_size: u64,
+    #[arg(long, env = "DATABASE_BUSY_TIMEOUT_MS", default_value_t = crate::store::connection::DEFAULT_BUSY_TIMEOUT.as_millis() as u64, value_parser = positive)]
+    database_busy_timeout_ms: u64,
+    #[arg(long, env = "REDIS_URL", value_parser = redis_url)]
+    redis_url: Option<String>,
+    #[arg(long, env = "REDIS_KEY_PREFIX")]
+    redis_key_prefix: Option<String>,
+    #[arg(long, env = "HOST", default_value = "127.0.0.1", value_parser = ip_address)]
+    host: IpAddr,
+    #[arg(long, env = "PORT", default_value_t = 8080, value_parser = port)]
+    port: u16,
+    /// Default: the number of cores.
+    #[arg(long, env = "WORKERS", value_parser = positive)]
+    workers: Option<u64>,
+    #[arg(long, env = "WS_QUEUE_CAPACITY", default_value_t = crate::realtime::hub::SESSION_QUEUE_CAP as u64, value_parser = positive)]
+    ws_queue_capacity: u64,
+    #[arg(long, env = "HTTP_HEAD_TIMEOUT_MS", default_value_t = 5000, value_parser = positive)]
+    http_head_timeout_ms: u64,
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    #[arg(long, env = "CANOPY_ALLOW_INSECURE", default_value = "0", value_parser = flag, action = clap::ArgAction::Set)]
+    allow_insecure: bool,
+    #[arg(long, env = "CORS_ORIGINS")]
+    cors_origins: Option<String>,
+    #[arg(long, env = "ALLOWED_HOSTS")]
+    allowed_hosts: Option<String>,
+    #[arg(long, env = "SECRETS_ENCRYPTION_KEY", hide_env_values = true)]
+    secrets_encryption_key: Option<String>,
+    #[arg(long, env = "SECRETS_ENCRYPTION_KEY_PREVIOUS", hide_env_values = true)]
+    secrets_encryption_key_previous: Option<String>,
+    #[arg(long, env = "LIVENESS_TTL_SECONDS", default_value_t = 60, value_parser = positive)]
+    liveness_ttl_seconds: u64,
+    #[arg(long, env = "LIVENESS_SWEEP_INTERVAL_SECONDS", default_value_t = 15, value_parser = positive)]
+    liveness_sweep_interval_seconds: u64,
+    #[arg(long, env = "PROVISION_TIMEOUT_SECONDS", default_value_t = 600, value_parser = positive)]
+    provision_timeout_seconds: u64,
+    #[arg(long, env = "ACTIVITY_RETENTION_DAYS", default_value_t = 7, value_parser = positive)]
+    activity_retention_days: u64,
+    #[arg(long, env = "ACTIVITY_CLEANUP_INTERVAL_HOURS", default_value_t = 6, value_parser = positive)]
+    activity_cleanup_interval_hours: u64,
+    #[arg(long, env = "LIVE_EVENTS_RETENTION_SECONDS", default_value_t = 900, value_parser = positive)]
+    live_events_retention_seconds: u64,
+    /// Default: `canopy-` and 8 random hex digits.
+    #[arg(long, env = "INSTANCE_ID")]
+    instance_id: Option<String>,
+    #[arg(long, env = "LOG_FORMAT", default_value = "text", value_parser = log_format)]
+    log_format: LogFormat,
+    #[arg(long, env = "APPROVAL_TIMEOUT_SECONDS", default_value_t = 600, value_parser = positive)]
+    approval_timeout_seconds: u64,
+    #[arg(long, env = "APPROVAL_SWEEP_INTERVAL_SECONDS", default_value_t = 15, value_parser = positive)]
+    approval_sweep_interval_seconds: u64,
+    #[arg(long, env = "A2A_TIMEOUT_SECONDS", default_value_t = 300, value_parser = positive)]
+    a2a_timeout_seconds: u64,
+    #[arg(long, env = "A2A_MAX_TIMEOUT_SECONDS", default_value_t = 1800, value_parser = positive)]
+    a2a_max_timeout_seconds: u64,
+    #[arg(long, env = "A2A_MAX_RESPONSE_BYTES", default_value_t = 10 * 1024 * 1024, value_parser = positive)]
+    a2a_max_response_bytes: u64,
+    #[arg(long, env = "A2A_ALLOW_PRIVATE_ADDRESSES", default_value = "1", value_parser = flag, action = clap::ArgAction::Set)]
+    a2a_allow_private_addresses: bool,
+    #[arg(long, env = "RATE_LIMIT_PER_ADDRESS", default_value_t = RateLimits::DEFAULT_PER_ADDRESS, value_parser = rate)]
+    rate_limit_per_address: u32,
+    #[arg(long, env = "RATE_LIMIT_PER_ADDRESS_BURST", value_parser = burst)]
+    rate_limit_per_address_burst: Option<NonZeroU32>,
+    #[arg(long, env = "RATE_LIMIT_PER_TOKEN", default_value_t = RateLimits::DEFAULT_PER_TOKEN, value_parser = rate)]
+    rate_limit_per_token: u32,
+    #[arg(long, env = "RATE_LIMIT_PER_TOKEN_BURST", value_parser = burst)]
+    rate_limit_per_token_burst: Option<NonZeroU32>,
+    #[arg(long, env = "RATE_LIMIT_PER_ADMIN_TOKEN", default_value_t = RateLimits::DEFAULT_PER_ADMIN_TOKEN, value_parser = rate)]
+    rate_limit_per_admin_token: u32,
+    #[arg(long, env = "RATE_LIMIT_PER_ADMIN_TOKEN_BURST", value_parser = burst)]
+    rate_limit_per_admin_token_burst: Option<NonZeroU32>,
+    #[arg(long, env = "RATE_LIMIT_WS_UPGRADES_PER_ADDRESS", default_value_t = RateLimits::DEFAULT_WS_UPGRADES_PER_ADDRESS, value_parser = rate)]
+    rate_limit_ws_upgrades_per_address: u32,
+    #[arg(long, env = "RATE_LIMIT_WS_UPGRADES_PER_ADDRESS_BURST", value_parser = burst)]
+    rate_limit_ws_upgrades_per_address_burst: Option<NonZeroU32>,
+    #[arg(long, env = "RATE_LIMIT_PER_PERSON", default_value_t = RateLimits::DEFAULT_PER_PERSON, value_parser = rate)]
+    rate_limit_per_person: u32,
+    #[arg(long, env = "RATE_LIMIT_PER_PERSON_BURST", value_parser = burst)]
+    rate_limit_per_person_burst: Option<NonZeroU32>,
+    #[arg(long, env = "TRUSTED_PROXIES", value_parser = networks)]
+    trusted_proxies: Option<Networks>,
+    #[arg(long, env = "SESSION_TTL_SECONDS", default_value_t = 12 * 3600, value_parser = positive)]
+    session_ttl_seconds: u64,
+    #[arg(long, env = "SESSION_COOKIE_SECURE", default_value = "0", value_parser = flag, action = clap::ArgAction::Set)]
+    session_cookie_secure: bool,
+    #[arg(long, env = "PRESENCE_TTL_SECONDS", default_value_t = 30, value_parser = positive)]
+    presence_ttl_seconds: u64,
+}
+
+/// The parsed `TRUSTED_PROXIES` list (a newtype, so clap takes it as one value).
+#[derive(Clone, Debug)]
+struct Networks(Vec<IpNet>);
+
+fn whole_number(raw: &str) -> Result<u64, String> {
+    raw.parse::<u64>()
+        .map_err(|_| format!("{raw:?} is not a whole number"))
+}
+
+fn positive(raw: &str) -> Result<u64, String> {
+    match whole_number(raw)? {
+        0 => Err("must be greater than 0".into()),
+        n => Ok(n),
+    }
+}
+
+/// Requests per second; `0` turns the limit off.
+fn rate(raw: &str) -> Result<u32, String> {
+    u32::try_from(whole_number(raw)?).map_err(|_| "must be at most 4294967295".into())
+}
+
+fn burst(raw: &str) -> Result<NonZeroU32, String> {
+    NonZeroU32::new(rate(raw)?).ok_or_else(|| "must be greater than 0".into())
+}
+
+fn flag(raw: &str) -> Result<bool, String> {
+    match raw {
+        "0" | "false" => Ok(false),
+        "1" | "true" => Ok(true),
+        other => Err(format!("{other:?} is not 0 or 1")),
+    }
+}
+
+fn redis_url(raw: &str) -> Result<String, String> {
+    if raw.starts_with("redis://") || raw.starts_with("rediss://") {
+        Ok(raw.to_string())
+    } else {
+        Err("must start with redis:// or rediss://".into())
+    }
+}
+
+fn ip_address(raw: &str) -> Result<IpAddr, String> {
+    raw.parse()
+        .map_err(|_| format!("{raw:?} is not an IP address"))
+}
+
+fn port(raw: &str) -> Result<u16, String> {
+    raw.parse()
+        .map_err(|_| format!("{raw:?} is not a port number"))
+}
+
+fn log_format(raw: &str) -> Result<LogFormat, String> {
+    match raw {
+        "text" => Ok(LogFormat::Text),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("{other:?} is not text or json")),
+    }
+}
+
+fn networks(raw: &str) -> Result<Networks, String> {
+    parse_networks(raw).map(Networks)
+}
+
+/// A comma-separated list, each item trimmed and passed through `clean`, empty items dropped.
+fn list(raw: Option<String>, clean: impl Fn(&str) -> String) -> Vec<String> {
+    raw.map(|raw| {
+        raw.split(',')
+            .map(|item| clean(item.trim()))
+            .filter(|item| !item.is_empty())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+/// The variables' parser, built once. `parser` reads values only from the arguments
+/// [`Config::from_lookup`] builds: its `env` settings are removed, so clap never reads the
+/// process environment behind the lookup's back (a test's map is the whole environment).
+struct VarsParser {
+    /// `(long option, variable)` for every variable.
+    variables: Vec<(&'static str, &'static str)>,
+    parser: clap::Command,
+}
+
+fn vars_parser() -> &'static VarsParser {
+    static PARSER: std::sync::OnceLock<VarsParser> = std::sync::OnceLock::new();
+    static COMMAND: std::sync::OnceLock<clap::Command> = std::sync::OnceLock::new();
+    PARSER.get_or_init(|| {
+        let command = COMMAND.get_or_init(<Vars as clap::CommandFactory>::command);
+        let variables = command
+            .get_arguments()
+            .filter_map(|arg| Some((arg.get_long()?, arg.get_env()?.to_str()?)))
+            .collect();
+        let parser = command.clone().mut_args(|arg| arg.env(None::<&str>));
+        VarsParser { variables, parser }
+    })
+}
+
+/// clap's error as ours: the variable of the argument it names, and the value parser's reason.
+fn config_error(error: clap::Error) -> ConfigError {
+    use clap::error::{ContextKind, ContextValue};
+    let argument = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(argument)) => argument.clone(),
+        _ => String::new(),
+    };
+    let long = argument
+        .trim_start_matches("--")
+        .split([' ', '='])
+        .next()
+        .unwrap_or_default()
+        .to_string();
+    let var = vars_parser()
+        .variables
+        .iter()
+        .find(|(option, _)| *option == long)
+        .map_or("configuration", |(_, var)| var);
+    let reason = match std::error::Error::source(&error) {
+        Some(source) => source.to_string(),
+        None => error.kind().to_string(),
+    };
+    invalid(var, reason)
+}
+
 impl Config {
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
 
     /// Builds the configuration from any variable source (tests pass a map instead of
-    /// mutating the process environment).
+    /// mutating the process environment). Values are trimmed; an empty one counts as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            match get(var) {
-                None => Ok(default),
-                Some(v) => v
-                    .parse::<u64>()
-                    .map_err(|_| invalid(var, format!("{v:?} is not a whole number"))),
-            }
-        };
-        let positive = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
-            let n = number(var, default)?;
-            if n == 0 {
-                return Err(invalid(var, "must be greater than 0"));
-            }
-            Ok(n)
-        };
+        let VarsParser { variables, parser } = vars_parser();
+        let arguments = variables.iter().filter_map(|(option, var)| {
+            let value = lookup(var)?;
+            let value = value.trim();
+            (!value.is_empty()).then(|| format!("--{option}={value}"))
+        });
+        let matches = parser
+            .clone()
+            .try_get_matches_from(arguments)
+            .map_err(config_error)?;
+        let vars =
+            <Vars as clap::FromArgMatches>::from_arg_matches(&matches).map_err(config_error)?;
 
-        let database_url = match get("DATABASE_URL") {
-            None => DatabaseUrl::Sqlite("canopy.db".into()),
-            Some(raw) => DatabaseUrl::parse(&raw).map_err(|r| invalid("DATABASE_URL", r))?,
-        };
-        let redis_url = match get("REDIS_URL") {
-            None => None,
-            Some(raw) if raw.starts_with("redis://") || raw.starts_with("rediss://") => Some(raw),
-            Some(_) => {
-                return Err(invalid(
-                    "REDIS_URL",
-                    "must start with redis:// or rediss://",
-                ))
-            }
-        };
-        let host = match get("HOST") {
-            None => IpAddr::from([127, 0, 0, 1]),
-            Some(raw) => raw
-                .parse()
-                .map_err(|_| invalid("HOST", format!("{raw:?} is not an IP address")))?,
-        };
-        let port = match get("PORT") {
-            None => 8080,
-            Some(raw) => raw
-                .parse::<u16>()
-                .map_err(|_| invalid("PORT", format!("{raw:?} is not a port number")))?,
-        };
-        let log_format = match get("LOG_FORMAT").as_deref() {
-            None | Some("text") => LogFormat::Text,
-            Some("json") => LogFormat::Json,
-            Some(other) => {
-                return Err(invalid(
-                    "LOG_FORMAT",
-                    format!("{other:?} is not text or json"),
-                ))
-            }
-        };
-        let flag = |var: &'static str, default: bool| -> Result<bool, ConfigError> {
-            match get(var).as_deref() {
-                None => Ok(default),
-                Some("0") | Some("false") => Ok(false),
-                Some("1") | Some("true") => Ok(true),
-                Some(other) => Err(invalid(var, format!("{other:?} is not 0 or 1"))),
-            }
-        };
-        let allow_insecure = match get("CANOPY_ALLOW_INSECURE").as_deref() {
-            None | Some("0") | Some("false") => false,
-            Some("1") | Some("true") => true,
-            Some(other) => {
-                return Err(invalid(
-                    "CANOPY_ALLOW_INSECURE",
-                    format!("{other:?} is not 0 or 1"),
-                ))
-            }
-        };
-        let cors_origins = get("CORS_ORIGINS")
-            .map(|raw| {
-                raw.split(',')
-                    .map(|o| o.trim().trim_end_matches('/').to_string())
-                    .filter(|o| !o.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        let allowed_hosts = get("ALLOWED_HOSTS")
-            .map(|raw| {
-                raw.split(',')
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .filter(|h| !h.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
         // `VAR` requests per second (0: off) and `VAR_BURST` at once (default: twice the rate).
-        let rate_limit = |var: &'static str,
-                          burst_var: &'static str,
-                          default: u32|
-         -> Result<Option<RateLimit>, ConfigError> {
-            let per_second = u32::try_from(number(var, u64::from(default))?)
-                .map_err(|_| invalid(var, "must be at most 4294967295"))?;
-            let Some(per_second) = NonZeroU32::new(per_second) else {
-                return Ok(None);
-            };
-            let burst = match get(burst_var) {
-                None => per_second.saturating_mul(NonZeroU32::new(2).expect("2 is not 0")),
-                Some(_) => u32::try_from(positive(burst_var, 1)?)
-                    .ok()
-                    .and_then(NonZeroU32::new)
-                    .ok_or_else(|| invalid(burst_var, "must be at most 4294967295"))?,
-            };
-            Ok(Some(RateLimit { per_second, burst }))
-        };
-        let rate_limits = RateLimits {
-            per_address: rate_limit(
-                "RATE_LIMIT_PER_ADDRESS",
-                "RATE_LIMIT_PER_ADDRESS_BURST",
-                RateLimits::DEFAULT_PER_ADDRESS,
-            )?,
-            per_token: rate_limit(
-                "RATE_LIMIT_PER_TOKEN",
-                "RATE_LIMIT_PER_TOKEN_BURST",
-                RateLimits::DEFAULT_PER_TOKEN,
-            )?,
-            per_admin_token: rate_limit(
-                "RATE_LIMIT_PER_ADMIN_TOKEN",
-                "RATE_LIMIT_PER_ADMIN_TOKEN_BURST",
-                RateLimits::DEFAULT_PER_ADMIN_TOKEN,
-            )?,
-            ws_upgrades_per_address: rate_limit(
-                "RATE_LIMIT_WS_UPGRADES_PER_ADDRESS",
-                "RATE_LIMIT_WS_UPGRADES_PER_ADDRESS_BURST",
-                RateLimits::DEFAULT_WS_UPGRADES_PER_ADDRESS,
-            )?,
-            per_person: rate_limit(
-                "RATE_LIMIT_PER_PERSON",
-                "RATE_LIMIT_PER_PERSON_BURST",
-                RateLimits::DEFAULT_PER_PERSON,
-            )?,
-        };
-        let trusted_proxies = match get("TRUSTED_PROXIES") {
-            None => Vec::new(),
-            Some(raw) => parse_networks(&raw).map_err(|r| invalid("TRUSTED_PROXIES", r))?,
+        let rate_limit = |per_second: u32, burst: Option<NonZeroU32>| {
+            let per_second = NonZeroU32::new(per_second)?;
+            let burst = burst.unwrap_or_else(|| {
+                per_second.saturating_mul(NonZeroU32::new(2).expect("2 is not 0"))
+            });
+            Some(RateLimit { per_second, burst })
         };
         let default_workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
 
         let config = Config {
-            database_url,
-            database_pool_size: positive("DATABASE_POOL_SIZE", 10)? as u32,
-            database_busy_timeout: Duration::from_millis(positive(
-                "DATABASE_BUSY_TIMEOUT_MS",
-                crate::store::connection::DEFAULT_BUSY_TIMEOUT.as_millis() as u64,
-            )?),
-            redis_url,
-            redis_key_prefix: get("REDIS_KEY_PREFIX").unwrap_or_default(),
-            host,
-            port,
-            workers: positive("WORKERS", default_workers as u64)? as usize,
-            ws_queue_capacity: positive(
-                "WS_QUEUE_CAPACITY",
-                crate::realtime::hub::SESSION_QUEUE_CAP as u64,
-            )? as usize,
-            http_head_timeout: Duration::from_millis(positive("HTTP_HEAD_TIMEOUT_MS", 5000)?),
-            admin_token: get("ADMIN_TOKEN").map(AdminToken),
-            allow_insecure,
-            cors_origins,
-            allowed_hosts,
-            secrets_encryption_key: get(secrets::KEY_VAR).map(KeyText::new),
-            secrets_encryption_key_previous: get(secrets::PREVIOUS_KEY_VAR).map(KeyText::new),
-            liveness_ttl: Duration::from_secs(positive("LIVENESS_TTL_SECONDS", 60)?),
-            liveness_sweep_interval: Duration::from_secs(positive(
-                "LIVENESS_SWEEP_INTERVAL_SECONDS",
-                15,
-            )?),
-            provision_timeout: Duration::from_secs(positive("PROVISION_TIMEOUT_SECONDS", 600)?),
-            activity_retention: Duration::from_secs(
-                positive("ACTIVITY_RETENTION_DAYS", 7)? * SECONDS_PER_DAY,
-            ),
+            database_url: vars.database_url,
+            database_pool_size: vars.database_pool_size as u32,
+            database_busy_timeout: Duration::from_millis(vars.database_busy_timeout_ms),
+            redis_url: vars.redis_url,
+            redis_key_prefix: vars.redis_key_prefix.unwrap_or_default(),
+            host: vars.host,
+            port: vars.port,
+            workers: vars.workers.map_or(default_workers, |n| n as usize),
+            ws_queue_capacity: vars.ws_queue_capacity as usize,
+            http_head_timeout: Duration::from_millis(vars.http_head_timeout_ms),
+            admin_token: vars.admin_token.map(AdminToken),
+            allow_insecure: vars.allow_insecure,
+            cors_origins: list(vars.cors_origins, |o| o.trim_end_matches('/').to_string()),
+            allowed_hosts: list(vars.allowed_hosts, str::to_ascii_lowercase),
+            secrets_encryption_key: vars.secrets_encryption_key.map(KeyText::new),
+            secrets_encryption_key_previous: vars.secrets_encryption_key_previous.map(KeyText::new),
+            liveness_ttl: Duration::from_secs(vars.liveness_ttl_seconds),
+            liveness_sweep_interval: Duration::from_secs(vars.liveness_sweep_interval_seconds),
+            provision_timeout: Duration::from_secs(vars.provision_timeout_seconds),
+            activity_retention: Duration::from_secs(vars.activity_retention_days * SECONDS_PER_DAY),
             activity_cleanup_interval: Duration::from_secs(
-                positive("ACTIVITY_CLEANUP_INTERVAL_HOURS", 6)? * SECONDS_PER_HOUR,
+                vars.activity_cleanup_interval_hours * SECONDS_PER_HOUR,
             ),
-            live_events_retention: Duration::from_secs(positive(
-                "LIVE_EVENTS_RETENTION_SECONDS",
-                900,
-            )?),
-            instance_id: get("INSTANCE_ID").unwrap_or_else(|| {
+            live_events_retention: Duration::from_secs(vars.live_events_retention_seconds),
+            instance_id: vars.instance_id.unwrap_or_else(|| {
                 let id = uuid::Uuid::new_v4().simple().to_string();
                 format!("canopy-{}", &id[..8])
             }),
-            log_format,
-            approval_timeout: Duration::from_secs(positive("APPROVAL_TIMEOUT_SECONDS", 600)?),
-            approval_sweep_interval: Duration::from_secs(positive(
-                "APPROVAL_SWEEP_INTERVAL_SECONDS",
-                15,
-            )?),
+            log_format: vars.log_format,
+            approval_timeout: Duration::from_secs(vars.approval_timeout_seconds),
+            approval_sweep_interval: Duration::from_secs(vars.approval_sweep_interval_seconds),
             a2a: A2aConfig {
-                timeout: Duration::from_secs(positive("A2A_TIMEOUT_SECONDS", 300)?),
-                max_timeout: Duration::from_secs(positive("A2A_MAX_TIMEOUT_SECONDS", 1800)?),
-                max_response_bytes: positive("A2A_MAX_RESPONSE_BYTES", 10 * 1024 * 1024)? as usize,
-                allow_private: flag("A2A_ALLOW_PRIVATE_ADDRESSES", true)?,
+                timeout: Duration::from_secs(vars.a2a_timeout_seconds),
+                max_timeout: Duration::from_secs(vars.a2a_max_timeout_seconds),
+                max_response_bytes: vars.a2a_max_response_bytes as usize,
+                allow_private: vars.a2a_allow_private_addresses,
             },
-            rate_limits,
-            trusted_proxies,
-            session_ttl: Duration::from_secs(positive("SESSION_TTL_SECONDS", 12 * 3600)?),
-            session_cookie_secure: flag("SESSION_COOKIE_SECURE", false)?,
-            presence_ttl: Duration::from_secs(positive("PRESENCE_TTL_SECONDS", 30)?),
+            rate_limits: RateLimits {
+                per_address: rate_limit(
+                    vars.rate_limit_per_address,
+                    vars.rate_limit_per_address_burst,
+                ),
+                per_token: rate_limit(vars.rate_limit_per_token, vars.rate_limit_per_token_burst),
+                per_admin_token: rate_limit(
+                    vars.rate_limit_per_admin_token,
+                    vars.rate_limit_per_admin_token_burst,
+                ),
+                ws_upgrades_per_address: rate_limit(
+                    vars.rate_limit_ws_upgrades_per_address,
+                    vars.rate_limit_ws_upgrades_per_address_burst,
+                ),
+                per_person: rate_limit(
+                    vars.rate_limit_per_person,
+                    vars.rate_limit_per_person_burst,
+                ),
+            },
+            trusted_proxies: vars.trusted_proxies.map(|n| n.0).unwrap_or_default(),
+            session_ttl: Duration::from_secs(vars.session_ttl_seconds),
+            session_cookie_secure: vars.session_cookie_secure,
+            presence_ttl: Duration::from_secs(vars.presence_ttl_seconds),
         };
         config.check_exposure()?;
         config.check_secrets_keys()?;
@@ -598,6 +707,21 @@ mod tests {
         let err = config(&[("TRUSTED_PROXIES", "10.0.0.0/8,proxy.internal")]).unwrap_err();
         assert_eq!(err.var, "TRUSTED_PROXIES");
         assert!(err.to_string().contains("proxy.internal"), "{err}");
+    }
+
+    #[test]
+    fn every_variable_is_declared_once_and_documented() {
+        let vars: Vec<&str> = vars_parser().variables.iter().map(|(_, v)| *v).collect();
+        assert!(vars.contains(&secrets::KEY_VAR) && vars.contains(&secrets::PREVIOUS_KEY_VAR));
+        let unique: std::collections::HashSet<&&str> = vars.iter().collect();
+        assert_eq!(unique.len(), vars.len(), "{vars:?}");
+        let readme = include_str!("../README.md");
+        for var in vars {
+            // The burst variables share one row: `RATE_LIMIT_…_BURST`.
+            let documented = readme.contains(&format!("| `{var}` |"))
+                || (var.ends_with("_BURST") && readme.contains("| `RATE_LIMIT_…_BURST` |"));
+            assert!(documented, "{var} is in the README's configuration table");
+        }
     }
 
     #[test]

@@ -3,7 +3,6 @@
 
 pub mod a2a;
 pub mod app;
-pub mod bench;
 pub mod commands;
 pub mod config;
 pub mod domain;

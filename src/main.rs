@@ -21,6 +21,12 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Write a consistent copy of the SQLite database (DATABASE_URL) to PATH while it may be
+    /// serving, then exit. PATH must not exist. PostgreSQL: use pg_dump (see the README).
+    Backup {
+        /// Where the copy goes (a new file).
+        path: std::path::PathBuf,
+    },
     /// Manage workspace and global secrets.
     Secrets {
         #[command(subcommand)]
@@ -78,6 +84,7 @@ fn main() {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config),
         Command::Migrate => migrate(config),
+        Command::Backup { path } => backup(config, &path),
         Command::Secrets {
             command: SecretsCommand::RotateKey { batch_size },
         } => canopy::secrets::rotation::rotate_key_command(&config, batch_size),
@@ -105,6 +112,16 @@ fn migrate(config: Config) -> anyhow::Result<()> {
     let store = Store::open(config.database_url.clone(), 1);
     let applied = store.migrate_blocking()?;
     tracing::info!(count = applied.len(), migrations = ?applied, "migrations applied");
+    Ok(())
+}
+
+fn backup(config: Config, path: &std::path::Path) -> anyhow::Result<()> {
+    let report = canopy::store::backup::backup_sqlite(
+        &config.database_url,
+        path,
+        config.database_busy_timeout,
+    )?;
+    tracing::info!(path = %report.path.display(), bytes = report.bytes, "backup written");
     Ok(())
 }
 

@@ -134,7 +134,7 @@ pub async fn proxy(
     let caller = caller_header(&req)?;
     let act_as = match caller {
         Some(workspace) => ActAs::Agent(workspace),
-        None => ActAs::Actor(require_person(&req)?.actor()),
+        None => ActAs::Actor(require_person(&req, &state)?.actor()),
     };
     let wait = timeout(&req, &state)?;
     let rpc = RpcRequest::parse(body, || Uuid::new_v4().to_string())?;

@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod principal;
 pub mod rate_limit;
 pub mod registry;
+pub mod request_id;
 pub mod secrets;
 pub mod session;
 pub mod static_files;
@@ -132,8 +133,15 @@ macro_rules! route_table {
 }
 with_api_routes!(route_table);
 
-/// The browser canvas's files: served by `configure`, not API routes, not in the document.
-pub const STATIC_PATHS: &[&str] = &["/", "/app.js", "/app.css"];
+/// The browser canvas's files (`index.html` at `/`, the others at `/<path under static/>`):
+/// served by `configure`, not API routes, not in the document.
+pub const STATIC_PATHS: &[&str] = static_files::URLS;
+
+fn register_static_files(cfg: &mut web::ServiceConfig) {
+    for file in static_files::FILES {
+        cfg.route(file.url, web::get().to(static_files::serve));
+    }
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
@@ -142,9 +150,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .error_handler(|_, _| AppError::BadRequest("invalid path".into()).into()),
         )
         .configure(register_api_routes)
-        .route("/", web::get().to(static_files::index))
-        .route("/app.js", web::get().to(static_files::app_js))
-        .route("/app.css", web::get().to(static_files::app_css))
+        .configure(register_static_files)
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(AppError::NotFound("not found".into()))
         }));
@@ -173,6 +179,8 @@ pub fn cors(config: &Config) -> Cors {
             // The A2A proxy's per-request timeout (seconds), as the reference takes it.
             header::HeaderName::from_static("x-timeout"),
         ])
+        // A canvas on another origin can quote the id of a failed request in its report.
+        .expose_headers([request_id::REQUEST_ID_HEADER])
         .supports_credentials()
         .max_age(3600)
 }

@@ -67,7 +67,7 @@ pub async fn connect(
         None => {
             // A canvas: a person (viewer or above) by key, session cookie, `?token=` or the
             // admin token; the route's requirement already refused lower roles.
-            let person = require_person(&req)?;
+            let person = require_person(&req, &state)?;
             // Open mode's implicit admin is everyone at once, not a person who is here.
             present = person.is_authenticated_person().then(|| person.actor());
             owner = Some(SessionOwner {

@@ -22,6 +22,7 @@ use base64::Engine;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
 
 /// AES-256 key length, for both master and data keys.
 const KEY_LEN: usize = 32;
@@ -62,15 +63,6 @@ pub enum CryptoError {
     /// The secret is not valid UTF-8 (only from [`SecretValue::expose_str`]).
     #[error("secret value is not valid UTF-8")]
     NotUtf8,
-}
-
-/// Overwrites secret bytes before their memory is released.
-///
-/// `black_box` stops the optimiser from discarding stores to memory that is about to be freed;
-/// this is best-effort without a dedicated crate, but keeps keys out of freed heap in practice.
-fn wipe(bytes: &mut [u8]) {
-    bytes.fill(0);
-    std::hint::black_box(bytes);
 }
 
 /// The 256-bit key that wraps every data key.
@@ -145,7 +137,7 @@ impl MasterKey {
                 name: name.to_owned(),
             }),
         };
-        wipe(&mut buf);
+        buf.zeroize();
         result
     }
 
@@ -162,7 +154,7 @@ impl fmt::Debug for MasterKey {
 
 impl Drop for MasterKey {
     fn drop(&mut self) {
-        wipe(&mut self.bytes);
+        self.bytes.zeroize();
     }
 }
 
@@ -330,7 +322,7 @@ impl fmt::Display for SecretValue {
 
 impl Drop for SecretValue {
     fn drop(&mut self) {
-        wipe(&mut self.0);
+        self.0.zeroize();
     }
 }
 
@@ -344,7 +336,7 @@ pub fn seal(master: &MasterKey, binding: &SecretBinding, plaintext: &[u8]) -> Se
     let mut data_key = [0u8; KEY_LEN];
     rand::rng().fill_bytes(&mut data_key);
     let sealed = seal_with_data_key(master, binding, &data_key, plaintext);
-    wipe(&mut data_key);
+    data_key.zeroize();
     sealed
 }
 
@@ -375,7 +367,7 @@ pub fn open(
     let master = find_master(keyring, &sealed.key_id)?;
     let mut data_key = unwrap(master, binding, &sealed.wrapped_key)?;
     let value_cipher = Aes256Gcm::new(&Key::<Aes256Gcm>::from(data_key));
-    wipe(&mut data_key);
+    data_key.zeroize();
     let value_ad = binding.associated_data(VALUE_AD_DOMAIN, None);
     decrypt(&value_cipher, &value_ad, &sealed.ciphertext).map(SecretValue)
 }
@@ -398,7 +390,7 @@ pub fn rewrap(
     let old_master = find_master(old, &sealed.key_id)?;
     let mut data_key = unwrap(old_master, binding, &sealed.wrapped_key)?;
     let wrapped_key = wrap(new_master, binding, &data_key);
-    wipe(&mut data_key);
+    data_key.zeroize();
     Ok(SealedSecret {
         ciphertext: sealed.ciphertext.clone(),
         wrapped_key,
@@ -434,7 +426,7 @@ fn unwrap(
     let mut plain = decrypt(&master.cipher(), &ad, wrapped)?;
     let mut key = [0u8; KEY_LEN];
     key.copy_from_slice(&plain);
-    wipe(&mut plain);
+    plain.zeroize();
     Ok(key)
 }
 

@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod agents;
 pub mod approvals;
+pub mod backup;
 pub mod canvas;
 pub mod connection;
 pub mod events;

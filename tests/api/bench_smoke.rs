@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use canopy::bench::{self, BenchConfig};
+use canopy_bench::{self as bench, BenchConfig};
 
 use crate::helpers::*;
 

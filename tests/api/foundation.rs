@@ -317,8 +317,12 @@ async fn cors_preflight_echoes_allowed_origin_with_credentials() {
 #[tokio::test]
 async fn a_database_error_in_a_batch_rolls_back_only_its_own_command() {
     use canopy::error::AppError;
+    use canopy::store::group_commit::GroupCommitter;
     let (app, _db) = spawn_app().await;
-    let committer = app.state.committer.clone();
+    // A committer of the test's own on the app's database: each batch it commits arrives on
+    // `batches` as one list, so the test sees which commands shared a transaction.
+    let (published, mut batches) = tokio::sync::mpsc::unbounded_channel();
+    let committer = GroupCommitter::start(app.state.store.clone(), published);
     let append = |i: i64| NewEvent {
         kind: EventKind::TaskUpdated,
         workspace_id: None,
@@ -326,15 +330,28 @@ async fn a_database_error_in_a_batch_rolls_back_only_its_own_command() {
         agent_id: None,
         target_id: None,
     };
-    // The first command holds the committer long enough for the others to queue into one batch.
-    let slow = committer.execute(move |tx| {
-        std::thread::sleep(std::time::Duration::from_millis(300));
-        tx.append(append(0)).map_err(AppError::from)
+    // The first command holds the committer until the others are queued behind it, so they
+    // form the next batch together.
+    let (started, is_running) = tokio::sync::oneshot::channel::<()>();
+    let (release, released) = std::sync::mpsc::channel::<()>();
+    let slow = tokio::spawn({
+        let committer = committer.clone();
+        async move {
+            committer
+                .execute(move |tx| {
+                    let _ = started.send(());
+                    released
+                        .recv()
+                        .expect("the test releases the first command");
+                    tx.append(append(0)).map_err(AppError::from)
+                })
+                .await
+        }
     });
+    is_running.await.expect("the first command runs");
     let rest = (1..=6).map(|i| {
         let committer = committer.clone();
         async move {
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             committer
                 .execute(move |tx| {
                     let event = tx.append(append(i)).map_err(AppError::from)?;
@@ -350,7 +367,11 @@ async fn a_database_error_in_a_batch_rolls_back_only_its_own_command() {
                 .await
         }
     });
-    let (first, others) = tokio::join!(slow, futures_util::future::join_all(rest));
+    let mut rest = Box::pin(futures_util::future::join_all(rest));
+    // One poll queues all six: `execute` sends its command before its first await.
+    assert!(futures_util::poll!(&mut rest).is_pending());
+    release.send(()).unwrap();
+    let (first, others) = (slow.await.unwrap(), rest.await);
     assert!(first.is_ok());
     assert!(others[2].is_err(), "the failing command is refused");
     let committed: Vec<i64> = others
@@ -380,5 +401,14 @@ async fn a_database_error_in_a_batch_rolls_back_only_its_own_command() {
     assert!(
         payloads.iter().all(|e| e.payload["i"] != 3),
         "the refused command left nothing behind"
+    );
+    let batch_sizes = [
+        batches.recv().await.unwrap().len(),
+        batches.recv().await.unwrap().len(),
+    ];
+    assert_eq!(
+        batch_sizes,
+        [1, 5],
+        "the first command alone, then the six others in one transaction (five committed)"
     );
 }

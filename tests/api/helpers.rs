@@ -596,3 +596,24 @@ pub async fn status_of(app: &TestApp, id: &str) -> String {
     let (_, body) = app.get(&format!("/workspaces/{id}")).await;
     body["status"].as_str().unwrap_or_default().to_string()
 }
+
+/// Attempts a WebSocket upgrade that must be refused with an HTTP answer; returns its status
+/// and JSON body. Panics if the socket opens or the attempt fails any other way (a refusal is
+/// a status, not "some error").
+pub async fn ws_refusal(url: &str, headers: &[(&str, &str)]) -> (u16, Value) {
+    match WsClient::try_connect(url, headers).await {
+        Ok(_) => panic!("the upgrade to {url} was accepted"),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            let status = response.status().as_u16();
+            let body = response.body().as_deref().unwrap_or_default();
+            let body = serde_json::from_slice(body).unwrap_or_else(|_| {
+                panic!(
+                    "the {status} refusal is JSON: {:?}",
+                    String::from_utf8_lossy(body)
+                )
+            });
+            (status, body)
+        }
+        Err(other) => panic!("expected an HTTP refusal, got {other:?}"),
+    }
+}

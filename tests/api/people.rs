@@ -1468,6 +1468,9 @@ async fn open_mode_stays_open_and_keys_there_still_name_people() {
     );
     let (status, _) = call(&app, "get", "/workspaces", Some("not-a-key"), &[], None).await;
     assert_eq!(status, 200);
+    let mut socket = app.ws("?token=not-a-key").await;
+    assert_eq!(socket.next_json().await["event"], "CONNECTED");
+    drop(socket);
     let (status, issued) = app
         .post("/keys", json!({ "name": "Olive", "role": "viewer" }))
         .await;

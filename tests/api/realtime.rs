@@ -254,14 +254,14 @@ async fn agent_sockets_see_only_reachable_workspaces() {
     );
 
     // Wrong or missing credentials are refused.
-    let anonymous = WsClient::try_connect(&url, &[("X-Workspace-ID", &a1)]).await;
-    assert!(anonymous.is_err());
-    let bad_id = WsClient::try_connect(
+    let anonymous = ws_refusal(&url, &[("X-Workspace-ID", &a1)]).await;
+    assert_eq!(anonymous.0, 401, "no token: {anonymous:?}");
+    let bad_id = ws_refusal(
         &url,
         &[("X-Workspace-ID", "nope"), ("Authorization", &bearer)],
     )
     .await;
-    assert!(bad_id.is_err());
+    assert_eq!(bad_id.0, 400, "not a workspace id: {bad_id:?}");
 }
 
 #[tokio::test]
@@ -275,10 +275,12 @@ async fn websocket_checks_origin_and_admin_token() {
     )
     .await;
     let url = format!("ws://127.0.0.1:{}/ws", app.port);
-    assert!(WsClient::try_connect(&url, &[]).await.is_err(), "no token");
-    assert!(WsClient::try_connect(&format!("{url}?token=wrong"), &[])
-        .await
-        .is_err());
+    assert_eq!(ws_refusal(&url, &[]).await.0, 401, "no token");
+    assert_eq!(
+        ws_refusal(&format!("{url}?token=wrong"), &[]).await.0,
+        401,
+        "wrong token"
+    );
     let mut ok = WsClient::connect(
         &format!("{url}?token=tok"),
         &[("Origin", "http://canvas.test")],
@@ -291,12 +293,16 @@ async fn websocket_checks_origin_and_admin_token() {
             .await
             .is_ok()
     );
-    assert!(WsClient::try_connect(
-        &format!("{url}?token=tok"),
-        &[("Origin", "http://evil.test")]
-    )
-    .await
-    .is_err());
+    assert_eq!(
+        (ws_refusal(
+            &format!("{url}?token=tok"),
+            &[("Origin", "http://evil.test")]
+        )
+        .await)
+            .0,
+        403,
+        "a foreign origin"
+    );
 }
 
 #[tokio::test]
@@ -386,7 +392,10 @@ use futures_util::StreamExt;
 
 /// Drags through instance A while `fault` runs, then checks that a canvas on B received every
 /// event in order.
-async fn drags_survive(redis: &mut PrivateRedis, fault: impl AsyncFnOnce(&mut PrivateRedis)) {
+async fn drags_survive(
+    redis: &mut PrivateRedis,
+    fault: impl AsyncFnOnce(&mut PrivateRedis, [&TestApp; 2]),
+) {
     let db = TestDb::new();
     let (a, b) = two_instances(&db, on_private_redis(redis, TestOptions::default())).await;
     let id = a.create_workspace("Faulted", None).await;
@@ -401,7 +410,7 @@ async fn drags_survive(redis: &mut PrivateRedis, fault: impl AsyncFnOnce(&mut Pr
             200
         );
     }
-    fault(redis).await;
+    fault(redis, [&a, &b]).await;
     for i in total / 2..total {
         let started = std::time::Instant::now();
         assert_eq!(
@@ -432,7 +441,7 @@ async fn killing_the_subscriber_connection_loses_nothing() {
         return;
     }
     let mut redis = PrivateRedis::start();
-    drags_survive(&mut redis, async |redis: &mut PrivateRedis| {
+    drags_survive(&mut redis, async |redis: &mut PrivateRedis, _| {
         redis.command(&["CLIENT", "KILL", "TYPE", "pubsub"]).await;
     })
     .await;
@@ -445,10 +454,20 @@ async fn a_redis_restart_loses_nothing() {
         return;
     }
     let mut redis = PrivateRedis::start();
-    drags_survive(&mut redis, async |redis: &mut PrivateRedis| {
-        redis.stop();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    })
+    drags_survive(
+        &mut redis,
+        async |redis: &mut PrivateRedis, apps: [&TestApp; 2]| {
+            redis.stop();
+            // The second half of the drags runs against instances that know Redis is gone.
+            assert!(
+                eventually(Duration::from_secs(10), || async {
+                    apps.iter().all(|app| !app.state.backplane.is_connected())
+                })
+                .await,
+                "both instances see Redis down"
+            );
+        },
+    )
     .await;
     // (Redis stays down for the second half of the drags; the restart below proves recovery.)
     redis.restart();

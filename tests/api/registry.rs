@@ -478,7 +478,19 @@ async fn paused_workspaces_ignore_heartbeats_and_liveness() {
     app.post(&format!("/workspaces/{id}/pause"), json!({}))
         .await;
     assert_eq!(heartbeat(&app, &id, &token, 0.9, "").await.0, 200);
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // A workspace that is not paused, silent from a moment later: once it is offline, the
+    // paused one's deadline has passed too, and its expiry came first.
+    let control = app.create_workspace("Control", None).await;
+    register(&app, &control).await;
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            status_of(&app, &control).await == "offline"
+        })
+        .await,
+        "the control workspace goes offline"
+    );
+    // And a sweep after both deadlines, whatever the background one has done so far.
+    canopy::jobs::liveness::sweep(&app.state).await.unwrap();
     assert_eq!(status_of(&app, &id).await, "paused");
     assert_eq!(count_events(&app, &id, "WORKSPACE_OFFLINE").await, 0);
 }
@@ -493,7 +505,10 @@ async fn provisioning_that_never_registers_fails_once() {
     })
     .await;
     assert!(failed);
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Further sweeps (as the next ticks would run) fail it no second time.
+    for _ in 0..2 {
+        canopy::jobs::liveness::sweep(&app.state).await.unwrap();
+    }
     assert_eq!(
         count_events(&app, &id, "WORKSPACE_PROVISION_FAILED").await,
         1
@@ -568,7 +583,12 @@ async fn silence_goes_offline_exactly_once() {
     })
     .await;
     assert!(offline, "offline within TTL + sweep interval");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Every instance sweeps again (as its next ticks would): the transition is not repeated.
+    for instance in &apps {
+        canopy::jobs::liveness::sweep(&instance.state)
+            .await
+            .unwrap();
+    }
     assert_eq!(count_events(app, &id, "WORKSPACE_OFFLINE").await, 1);
     let mut canvas = apps[instances - 1].ws("?since=0").await;
     let kinds: Vec<String> = canvas
@@ -593,10 +613,21 @@ async fn heartbeats_keep_a_workspace_online() {
     let app = spawn_on(&db, fast_liveness()).await;
     let id = app.create_workspace("Chatty", None).await;
     let token = register(&app, &id).await;
-    for _ in 0..8 {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+    // A silent workspace registered at the same moment: once it is offline, the TTL has passed
+    // for both, and the chatty one's heartbeats (one every quarter TTL) are what kept it online.
+    let silent = app.create_workspace("Silent", None).await;
+    register(&app, &silent).await;
+    let mut beat = tokio::time::interval(Duration::from_millis(500));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while status_of(&app, &silent).await != "offline" {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the silent workspace goes offline"
+        );
+        beat.tick().await;
         heartbeat(&app, &id, &token, 0.0, "").await;
     }
+    canopy::jobs::liveness::sweep(&app.state).await.unwrap();
     assert_eq!(status_of(&app, &id).await, "online");
     assert_eq!(count_events(&app, &id, "WORKSPACE_OFFLINE").await, 0);
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio_tungstenite::tungstenite;
 
 use crate::helpers::*;
+use crate::process::CanopyProcess;
 
 /// Open canvases in the stop tests (bounded: each is a socket on both ends).
 const SOCKETS: usize = 200;
@@ -157,96 +158,10 @@ async fn an_upgrade_on_a_kept_alive_connection_after_the_stop_began_gets_503() {
     app.stop().await;
 }
 
-/// A running `canopy` process, its log read line by line on a thread.
-struct Process {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Process {
-    fn start(db: &TestDb) -> Process {
-        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_canopy"));
-        command
-            .env_clear()
-            .env("DATABASE_URL", db.url_string())
-            .env("PORT", "0")
-            .env("WORKERS", "1")
-            .env("DATABASE_POOL_SIZE", "4")
-            .env("LOG_FORMAT", "json")
-            .env("RUST_LOG", "info")
-            .env("RATE_LIMIT_WS_UPGRADES_PER_ADDRESS", "0")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null());
-        if let Some(redis) = redis_url() {
-            command.env("REDIS_URL", redis).env(
-                "REDIS_KEY_PREFIX",
-                format!("test:{}:", uuid::Uuid::new_v4().simple()),
-            );
-        }
-        let mut child = command.spawn().expect("the canopy binary starts");
-        let stdout = child.stdout.take().unwrap();
-        let (lines_tx, lines) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let port = loop {
-            let wait = deadline.saturating_duration_since(Instant::now());
-            let line = lines
-                .recv_timeout(wait)
-                .expect("canopy logs `canopy listening` within 30 s");
-            let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if entry["message"] == "canopy listening" {
-                break entry["port"].as_u64().expect("the log names the port") as u16;
-            }
-        };
-        Process { child, port }
-    }
-
-    fn terminate(&self) {
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; `None` if `within` passed first.
-    async fn exited_within(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_closes_sockets_refuses_reconnects_and_exits_0_within_2_s() {
     let db = TestDb::new();
-    let mut process = Process::start(&db);
+    let mut process = CanopyProcess::start(&db, &[("RATE_LIMIT_WS_UPGRADES_PER_ADDRESS", "0")]);
     let mut sockets = open_canvases(process.port, SOCKETS).await;
 
     let started = Instant::now();

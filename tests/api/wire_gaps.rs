@@ -178,12 +178,15 @@ async fn open_mode_is_admin_for_workspace_routes_but_not_for_agent_identity() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
-    let refused = WsClient::try_connect(
+    let refused = ws_refusal(
         &format!("ws://127.0.0.1:{}/ws", app.port),
         &[("X-Workspace-ID", &id)],
     )
     .await;
-    assert!(refused.is_err(), "agent socket without its token");
+    assert_eq!(
+        refused.0, 401,
+        "agent socket without its token: {refused:?}"
+    );
     let (status, _) = heartbeat(&app, &id, &token, 0.0, "").await;
     assert_eq!(status, 200);
 }

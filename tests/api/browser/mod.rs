@@ -18,6 +18,9 @@ use serde_json::{json, Value};
 
 use crate::helpers::{spawn_on, TestApp, TestDb, TestOptions};
 
+mod chat_and_approvals;
+mod page_files;
+
 /// What a step may wait for a page to show before the test fails.
 const PAGE_WAIT: Duration = Duration::from_secs(10);
 /// The bound for a move made in one page to show in another.
@@ -826,6 +829,17 @@ async fn browser_two_pages_live_drag_status_and_restart() {
 
 /// Closes the browsers; on failure keeps a screenshot of each page first.
 async fn finish(outcome: anyhow::Result<()>, pages: Vec<Page>, prefix: &str) {
+    if let Err(err) = finish_without_panic(outcome, pages, prefix).await {
+        panic!("{err:#}");
+    }
+}
+
+/// [`finish`], handing the failure back instead of panicking.
+async fn finish_without_panic(
+    outcome: anyhow::Result<()>,
+    pages: Vec<Page>,
+    prefix: &str,
+) -> anyhow::Result<()> {
     if outcome.is_err() {
         for (i, page) in pages.iter().enumerate() {
             if let Ok(path) = page
@@ -839,8 +853,66 @@ async fn finish(outcome: anyhow::Result<()>, pages: Vec<Page>, prefix: &str) {
     for page in pages {
         let _ = page.client.close().await;
     }
-    if let Err(err) = outcome {
-        panic!("{err:#}");
+    outcome
+}
+
+/// One browser test's shared setup: the serial lock, chromedriver (or the skip), its own
+/// database and an app on it. Pages are opened with [`BrowserTest::open`]; [`BrowserTest::finish`]
+/// closes them (screenshots first on failure), stops the app and panics with the failure.
+struct BrowserTest {
+    driver: Chromedriver,
+    app: TestApp,
+    pages: Vec<Page>,
+    prefix: &'static str,
+    // Dropped last: the app stops before its database goes, and the lock outlives both.
+    _db: TestDb,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl BrowserTest {
+    /// `None` when Chromium cannot run here (a skip; a failure under CI).
+    async fn start(test: &str, prefix: &'static str, options: TestOptions) -> Option<BrowserTest> {
+        let serial = BROWSER_LOCK.lock().await;
+        let driver = chromedriver_or_skip(test).await?;
+        let db = TestDb::new();
+        let app = spawn_on(&db, options).await;
+        Some(BrowserTest {
+            driver,
+            app,
+            pages: Vec::new(),
+            prefix,
+            _db: db,
+            _serial: serial,
+        })
+    }
+
+    /// Opens the canvas in a new browser; returns its index in `pages`.
+    async fn open(&mut self) -> anyhow::Result<usize> {
+        let page = self
+            .driver
+            .open(&self.app.url("/"))
+            .await
+            .map_err(anyhow::Error::msg)?;
+        self.pages.push(page);
+        Ok(self.pages.len() - 1)
+    }
+
+    async fn finish(self, outcome: anyhow::Result<()>) {
+        let BrowserTest {
+            driver,
+            app,
+            pages,
+            prefix,
+            _db,
+            _serial,
+        } = self;
+        let closed = finish_without_panic(outcome, pages, prefix).await;
+        // Stopped before the failure is reported, so a failing test leaves no server behind.
+        app.stop().await;
+        drop(driver);
+        if let Err(err) = closed {
+            panic!("{err:#}");
+        }
     }
 }
 
@@ -913,21 +985,18 @@ async fn token_scenario(
 
 #[tokio::test]
 async fn browser_asks_for_the_admin_token_once() {
-    let _serial = BROWSER_LOCK.lock().await;
-    let Some(mut driver) = chromedriver_or_skip("browser_asks_for_the_admin_token_once").await
+    let options = TestOptions::default().var("ADMIN_TOKEN", "browser-test-admin-token");
+    let Some(mut t) = BrowserTest::start(
+        "browser_asks_for_the_admin_token_once",
+        "browser-token",
+        options,
+    )
+    .await
     else {
         return;
     };
-    let db = TestDb::new();
-    let app = spawn_on(
-        &db,
-        TestOptions::default().var("ADMIN_TOKEN", "browser-test-admin-token"),
-    )
-    .await;
-    let mut pages = Vec::new();
-    let outcome = token_scenario(&mut driver, &app, &mut pages).await;
-    finish(outcome, pages, "browser-token").await;
-    app.stop().await;
+    let outcome = token_scenario(&mut t.driver, &t.app, &mut t.pages).await;
+    t.finish(outcome).await;
 }
 
 // ------------------------------------------------------------------ panel and canvas controls
@@ -1124,16 +1193,17 @@ async fn controls_scenario(
 
 #[tokio::test]
 async fn browser_panel_and_canvas_controls() {
-    let _serial = BROWSER_LOCK.lock().await;
-    let Some(mut driver) = chromedriver_or_skip("browser_panel_and_canvas_controls").await else {
+    let Some(mut t) = BrowserTest::start(
+        "browser_panel_and_canvas_controls",
+        "browser-controls",
+        TestOptions::default(),
+    )
+    .await
+    else {
         return;
     };
-    let db = TestDb::new();
-    let app = spawn_on(&db, TestOptions::default()).await;
-    let mut pages = Vec::new();
-    let outcome = controls_scenario(&mut driver, &app, &mut pages).await;
-    finish(outcome, pages, "browser-controls").await;
-    app.stop().await;
+    let outcome = controls_scenario(&mut t.driver, &t.app, &mut t.pages).await;
+    t.finish(outcome).await;
 }
 
 // ------------------------------------------------------------------ 200 workspaces
@@ -1215,14 +1285,15 @@ async fn crowd_scenario(
 
 #[tokio::test]
 async fn browser_two_hundred_workspaces() {
-    let _serial = BROWSER_LOCK.lock().await;
-    let Some(mut driver) = chromedriver_or_skip("browser_two_hundred_workspaces").await else {
+    let Some(mut t) = BrowserTest::start(
+        "browser_two_hundred_workspaces",
+        "browser-200",
+        TestOptions::default(),
+    )
+    .await
+    else {
         return;
     };
-    let db = TestDb::new();
-    let app = spawn_on(&db, TestOptions::default()).await;
-    let mut pages = Vec::new();
-    let outcome = crowd_scenario(&mut driver, &app, &mut pages).await;
-    finish(outcome, pages, "browser-200").await;
-    app.stop().await;
+    let outcome = crowd_scenario(&mut t.driver, &t.app, &mut t.pages).await;
+    t.finish(outcome).await;
 }

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use canopy::bench::{self, BenchConfig, Mix};
+use canopy_bench::{self as bench, BenchConfig, Mix};
 use clap::Parser;
 
 #[derive(Parser)]
