@@ -28,6 +28,8 @@ struct Envelope<'a> {
     payload: &'a serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a crate::domain::people::Actor>,
 }
 
 impl Frame {
@@ -46,6 +48,7 @@ impl Frame {
             timestamp: event.created_at,
             payload: &event.payload,
             seq: Some(event.seq),
+            actor: event.actor.as_ref(),
         })
         .expect("a LiveEvent always serializes");
         Frame::new(Some(event.seq), text)
@@ -59,6 +62,7 @@ impl Frame {
             timestamp: Utc::now(),
             payload: &payload,
             seq: None,
+            actor: None,
         })
         .expect("a JSON value always serializes");
         Frame::new(None, text)

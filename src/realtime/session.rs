@@ -22,6 +22,8 @@ const MAX_INVALID_FRAMES: u32 = 10;
 const REPLAY_BATCH: i64 = 1000;
 /// Close code for a subscriber whose queue filled up.
 pub const SLOW_CONSUMER_CLOSE_CODE: u16 = 4008;
+/// Close code for a socket whose API key (or the key behind its session) was revoked.
+pub const REVOKED_CLOSE_CODE: u16 = 4001;
 
 pub struct SessionContext {
     pub hub: Arc<Hub>,
@@ -110,6 +112,10 @@ async fn serve(
                     Ok(CloseReason::SlowConsumer) => WsCloseReason {
                         code: CloseCode::Other(SLOW_CONSUMER_CLOSE_CODE),
                         description: Some("slow consumer".into()),
+                    },
+                    Ok(CloseReason::Revoked) => WsCloseReason {
+                        code: CloseCode::Other(REVOKED_CLOSE_CODE),
+                        description: Some("key revoked".into()),
                     },
                     Ok(CloseReason::GoingAway) | Err(_) => WsCloseReason {
                         code: CloseCode::Away,

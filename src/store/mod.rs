@@ -9,6 +9,7 @@ pub mod canvas;
 pub mod connection;
 pub mod events;
 pub mod group_commit;
+pub mod keys;
 pub mod leases;
 pub mod schema;
 pub mod secrets;
@@ -25,6 +26,8 @@ use diesel::r2d2::Pool;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub use connection::{DatabaseUrl, DbConnection};
+
+use crate::domain::people::Actor;
 pub use events::{LiveEvent, NewEvent};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -237,6 +240,7 @@ where
         conn,
         events: Vec::new(),
         stream_locked: false,
+        actor: Actor::system("system"),
     };
     match f(&mut tx) {
         Ok(value) => {
@@ -261,6 +265,9 @@ pub struct Tx<'c> {
     pub(crate) conn: &'c mut DbConnection,
     pub(crate) events: Vec<LiveEvent>,
     stream_locked: bool,
+    /// Who the running command acts for: stamped on every event it appends (Canopy itself
+    /// unless the caller says otherwise, see `AppState::execute_as`).
+    actor: Actor,
 }
 
 impl Tx<'_> {
@@ -284,11 +291,22 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Who the running command acts for.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Sets who the running command acts for; returns who it was (to restore afterwards: a
+    /// group commit runs several people's commands in one transaction).
+    pub fn set_actor(&mut self, actor: Actor) -> Actor {
+        std::mem::replace(&mut self.actor, actor)
+    }
+
     /// Appends an event to `live_events` (and `structure_events` for structural kinds),
-    /// assigning the next seq.
+    /// assigning the next seq and stamping the current actor.
     pub fn append(&mut self, event: NewEvent) -> QueryResult<LiveEvent> {
         self.lock_stream()?;
-        let live = events::append(self.conn, event)?;
+        let live = events::append(self.conn, event, &self.actor)?;
         self.events.push(live.clone());
         Ok(live)
     }

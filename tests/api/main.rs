@@ -16,6 +16,7 @@ mod deploy;
 mod foundation;
 mod hardening;
 mod openapi;
+mod people;
 mod process;
 mod rate_limits;
 mod realtime;
