@@ -38,6 +38,28 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// stall before that can happen, and lets a shutdown end at the first check, about 1 s in.
 const CLIENT_DISCONNECT_TIMEOUT: Duration = Duration::from_millis(700);
 
+/// Who a command acts for (see [`AppState::execute_as`]).
+#[derive(Clone, Debug)]
+pub enum ActAs {
+    /// A person (or Canopy itself).
+    Actor(crate::domain::people::Actor),
+    /// A workspace's agent.
+    Agent(uuid::Uuid),
+}
+
+impl ActAs {
+    /// The caller of a workspace route: a person the route admitted, or else the workspace's
+    /// agent (its own token, or open mode's tokenless bootstrap).
+    pub fn caller(req: &actix_web::HttpRequest, workspace: uuid::Uuid) -> ActAs {
+        match crate::http::principal::of_request(req) {
+            Some(person) if person.kind == crate::domain::people::ActorType::User => {
+                ActAs::Actor(person.actor())
+            }
+            _ => ActAs::Agent(workspace),
+        }
+    }
+}
+
 /// Everything a request handler needs, shared by every worker.
 pub struct AppState {
     pub config: Arc<Config>,
@@ -63,6 +85,12 @@ pub struct AppState {
     pub limiter: Arc<crate::http::rate_limit::Limiter>,
     /// Set when a stop begins: WebSocket upgrades are refused from then on.
     pub drain: crate::http::drain::Drain,
+    /// Revocations and presence changes, to and from every instance.
+    pub control: Arc<crate::events::control::ControlBus>,
+    /// Who has a canvas open (`realtime::presence`).
+    pub presence: Arc<crate::realtime::presence::Presence>,
+    /// Throttles `api_keys.last_used_at` writes.
+    pub key_use: crate::http::principal::KeyUse,
 }
 
 impl AppState {
@@ -77,6 +105,32 @@ impl AppState {
     {
         let (value, _events) = self.committer.execute(command).await?;
         Ok(value)
+    }
+
+    /// [`AppState::execute`] on someone's behalf: every event the command appends (and every
+    /// activity row it writes) names `who` as its actor.
+    pub async fn execute_as<T, F>(&self, who: ActAs, command: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> AppResult<T> + Send + 'static,
+    {
+        self.execute(move |tx| {
+            let actor = match who {
+                ActAs::Actor(actor) => actor,
+                // An agent is named after its workspace, read in the same transaction.
+                ActAs::Agent(id) => {
+                    let name = workspaces::find_row(tx.conn(), id)?
+                        .map(|w| w.name)
+                        .unwrap_or_default();
+                    crate::domain::people::Actor::agent(id, name)
+                }
+            };
+            let previous = tx.set_actor(actor);
+            let outcome = command(tx);
+            tx.set_actor(previous);
+            outcome
+        })
+        .await
     }
 
     /// Runs a read on the blocking pool.
@@ -145,6 +199,12 @@ impl Application {
                 (Liveness::Redis(redis), expirations)
             }
         };
+        let control = match &config.redis_url {
+            None => crate::events::control::ControlBus::local(),
+            Some(url) => crate::events::control::ControlBus::connect(url, &config.redis_key_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect to Redis: {e}"))?,
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (published, to_publish) = mpsc::unbounded_channel();
         let committer = GroupCommitter::start(store.clone(), published);
@@ -158,6 +218,13 @@ impl Application {
             Relay::new(store.clone(), Arc::clone(&hub)).run(signals_rx, shutdown_rx.clone()),
         );
 
+        let presence = crate::realtime::presence::Presence::start(
+            Arc::clone(&hub),
+            Arc::clone(&control),
+            config.instance_id.clone(),
+            config.presence_ttl,
+            shutdown_rx.clone(),
+        );
         let state = web::Data::new(AppState {
             config: Arc::clone(&config),
             store: store.clone(),
@@ -179,7 +246,18 @@ impl Application {
             )?,
             limiter: Arc::new(crate::http::rate_limit::Limiter::new(&config)),
             drain: Default::default(),
+            control,
+            presence,
+            key_use: Default::default(),
         });
+        tokio::spawn(act_on_control(
+            state.clone().into_inner(),
+            shutdown_rx.clone(),
+        ));
+        tokio::spawn(recheck_socket_keys(
+            state.clone().into_inner(),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(http::rate_limit::prune(
             Arc::clone(&state.limiter),
             shutdown_rx.clone(),
@@ -194,8 +272,11 @@ impl Application {
                 App::new()
                     .app_data(server_state.clone())
                     .configure(http::configure)
-                    // Inside the rate limits: a refused request claims no key.
+                    // Innermost: a refused request (limits, 401/403) claims no key, and keys
+                    // are scoped by the principal resolved outside it.
                     .wrap(from_fn(http::idempotency::middleware))
+                    // Inside the limits: a refused request costs no credential lookup.
+                    .wrap(from_fn(http::principal::enforce))
                     .wrap(from_fn(http::rate_limit::limit))
                     .wrap(from_fn(http::drain::refuse_upgrades_while_draining))
                     .wrap(http::cors(&server_state.config))
@@ -296,6 +377,7 @@ impl StopHandle {
         // Requests are done: say goodbye to Redis instead of dropping the connections.
         self.state.backplane.quit().await;
         self.state.liveness.quit().await;
+        self.state.control.quit().await;
     }
 }
 
@@ -304,6 +386,77 @@ impl AppState {
     pub async fn liveness_disarm(&self, ids: &[uuid::Uuid]) {
         for id in ids {
             self.liveness.disarm(*id).await;
+        }
+    }
+}
+
+/// Acts on control messages from every instance (this one included) until shutdown.
+async fn act_on_control(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    use crate::events::control::ControlMessage;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut messages = state.control.subscribe();
+    loop {
+        let message = tokio::select! {
+            m = messages.recv() => m,
+            _ = shutdown.changed() => return,
+        };
+        match message {
+            Ok(ControlMessage::KeyRevoked { key_id }) => {
+                let closed = state.hub.close_key(key_id);
+                tracing::info!(%key_id, closed, "revoked key's sockets closed");
+            }
+            Ok(ControlMessage::SessionEnded { session }) => {
+                let closed = state.hub.close_session(&session);
+                tracing::info!(closed, "ended session's sockets closed");
+            }
+            Ok(ControlMessage::PresenceChanged { .. }) => {}
+            Err(RecvError::Lagged(missed)) => {
+                tracing::warn!(missed, "control messages missed");
+            }
+            Err(RecvError::Closed) => return,
+        }
+    }
+}
+
+/// How often an instance checks the keys behind its open sockets against the database: the
+/// safety net under the revocation message (lost on a Redis outage; never sent by `canopy keys
+/// revoke` to an embedded server) and what closes the sockets of a key that expired.
+pub const SOCKET_KEY_RECHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+async fn recheck_socket_keys(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(SOCKET_KEY_RECHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let (keys, sessions) = (state.hub.owner_keys(), state.hub.owner_sessions());
+        if keys.is_empty() && sessions.is_empty() {
+            continue;
+        }
+        let dead = state
+            .store
+            .run(move |c| {
+                let now = chrono::Utc::now();
+                Ok::<_, StoreError>((
+                    crate::store::keys::dead_among(c, &keys, now)?,
+                    crate::store::keys::dead_sessions_among(c, &sessions, now)?,
+                ))
+            })
+            .await;
+        match dead {
+            Ok((dead_keys, dead_sessions)) => {
+                for key_id in dead_keys {
+                    let closed = state.hub.close_key(key_id);
+                    tracing::info!(%key_id, closed, "sockets of a dead key closed");
+                }
+                for session in dead_sessions {
+                    let closed = state.hub.close_session(&session);
+                    tracing::info!(closed, "sockets of an ended session closed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not recheck the keys of open sockets"),
         }
     }
 }

@@ -65,6 +65,15 @@ pub struct Config {
     pub rate_limits: RateLimits,
     /// Peers whose `X-Forwarded-For` is believed when finding a request's client address.
     pub trusted_proxies: Vec<IpNet>,
+    /// How long a browser session lasts after `POST /session` (`SESSION_TTL_SECONDS`, default
+    /// 12 hours).
+    pub session_ttl: Duration,
+    /// Always mark the session cookie `Secure` (`SESSION_COOKIE_SECURE`); it is also marked so
+    /// when the request came over TLS (a trusted proxy's `X-Forwarded-Proto: https`).
+    pub session_cookie_secure: bool,
+    /// A person's presence lasts this long without a refresh (`PRESENCE_TTL_SECONDS`, default
+    /// 30): an instance killed without a goodbye drops its people within it.
+    pub presence_ttl: Duration,
 }
 
 /// The A2A proxy's outbound rules.
@@ -107,6 +116,9 @@ pub struct RateLimits {
     /// `GET /ws` (WebSocket upgrades), per client address: a bucket of its own, so a reconnect
     /// storm cannot use up the address's API budget (`RATE_LIMIT_WS_UPGRADES_PER_ADDRESS`).
     pub ws_upgrades_per_address: Option<RateLimit>,
+    /// Requests of one person: per API key (bearer `cnp_…`) or browser session cookie
+    /// (`RATE_LIMIT_PER_PERSON`).
+    pub per_person: Option<RateLimit>,
 }
 
 impl RateLimits {
@@ -121,6 +133,9 @@ impl RateLimits {
     pub const DEFAULT_PER_ADMIN_TOKEN: u32 = 200;
     /// WebSocket upgrades per client address: a reconnect after a deploy is one per canvas.
     pub const DEFAULT_WS_UPGRADES_PER_ADDRESS: u32 = 20;
+    /// Per person (API key or session): one person's canvases and scripts, like the admin
+    /// token's budget.
+    pub const DEFAULT_PER_PERSON: u32 = 200;
 
     /// Every limit off (benchmarks, tests that open hundreds of sockets at once).
     pub const OFF: RateLimits = RateLimits {
@@ -128,6 +143,7 @@ impl RateLimits {
         per_token: None,
         per_admin_token: None,
         ws_upgrades_per_address: None,
+        per_person: None,
     };
 }
 
@@ -255,8 +271,18 @@ struct Vars {
     rate_limit_ws_upgrades_per_address: u32,
     #[arg(long, env = "RATE_LIMIT_WS_UPGRADES_PER_ADDRESS_BURST", value_parser = burst)]
     rate_limit_ws_upgrades_per_address_burst: Option<NonZeroU32>,
+    #[arg(long, env = "RATE_LIMIT_PER_PERSON", default_value_t = RateLimits::DEFAULT_PER_PERSON, value_parser = rate)]
+    rate_limit_per_person: u32,
+    #[arg(long, env = "RATE_LIMIT_PER_PERSON_BURST", value_parser = burst)]
+    rate_limit_per_person_burst: Option<NonZeroU32>,
     #[arg(long, env = "TRUSTED_PROXIES", value_parser = networks)]
     trusted_proxies: Option<Networks>,
+    #[arg(long, env = "SESSION_TTL_SECONDS", default_value_t = 12 * 3600, value_parser = positive)]
+    session_ttl_seconds: u64,
+    #[arg(long, env = "SESSION_COOKIE_SECURE", default_value = "0", value_parser = flag, action = clap::ArgAction::Set)]
+    session_cookie_secure: bool,
+    #[arg(long, env = "PRESENCE_TTL_SECONDS", default_value_t = 30, value_parser = positive)]
+    presence_ttl_seconds: u64,
 }
 
 /// The parsed `TRUSTED_PROXIES` list (a newtype, so clap takes it as one value).
@@ -466,8 +492,15 @@ impl Config {
                     vars.rate_limit_ws_upgrades_per_address,
                     vars.rate_limit_ws_upgrades_per_address_burst,
                 ),
+                per_person: rate_limit(
+                    vars.rate_limit_per_person,
+                    vars.rate_limit_per_person_burst,
+                ),
             },
             trusted_proxies: vars.trusted_proxies.map(|n| n.0).unwrap_or_default(),
+            session_ttl: Duration::from_secs(vars.session_ttl_seconds),
+            session_cookie_secure: vars.session_cookie_secure,
+            presence_ttl: Duration::from_secs(vars.presence_ttl_seconds),
         };
         config.check_exposure()?;
         config.check_secrets_keys()?;

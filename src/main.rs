@@ -32,6 +32,31 @@ enum Command {
         #[command(subcommand)]
         command: SecretsCommand,
     },
+    /// Manage people's API keys (the first admin key of a fresh database is made here).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Issue a key and print it (shown only this once).
+    Create {
+        /// Whose key it is.
+        #[arg(long)]
+        name: String,
+        /// viewer, editor or admin.
+        #[arg(long)]
+        role: String,
+        /// RFC 3339 time after which the key stops working.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List every key (never the keys themselves).
+    List,
+    /// Revoke a key by id: its sessions end, its sockets close.
+    Revoke { id: String },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +88,18 @@ fn main() {
         Command::Secrets {
             command: SecretsCommand::RotateKey { batch_size },
         } => canopy::secrets::rotation::rotate_key_command(&config, batch_size),
+        Command::Keys { command } => {
+            use canopy::commands::keys::cli;
+            match command {
+                KeysCommand::Create {
+                    name,
+                    role,
+                    expires_at,
+                } => cli::create(&config, &name, &role, expires_at.as_deref()),
+                KeysCommand::List => cli::list(&config),
+                KeysCommand::Revoke { id } => cli::revoke(&config, &id),
+            }
+        }
     };
     if let Err(e) = result {
         tracing::error!(error = %format!("{e:#}"), "canopy stopped with an error");

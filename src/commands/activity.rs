@@ -52,7 +52,8 @@ pub fn log(tx: &mut Tx<'_>, workspace_id: Uuid, input: LogActivity) -> AppResult
 /// Inserts an activity row and appends its ACTIVITY_LOGGED event, in the caller's transaction
 /// (which holds the stream lock).
 pub(crate) fn append_activity(tx: &mut Tx<'_>, row: &NewActivity) -> AppResult<()> {
-    activity::insert(tx.conn(), row)?;
+    let actor = tx.actor().clone();
+    activity::insert(tx.conn(), row, Some(&actor))?;
     tx.append(NewEvent::new(
         EventKind::ActivityLogged,
         row.workspace_id,
@@ -103,7 +104,8 @@ pub fn notify(tx: &mut Tx<'_>, workspace_id: Uuid, input: Notify) -> AppResult<(
         error_detail: None,
         created_at: Utc::now(),
     };
-    activity::insert(tx.conn(), &row)?;
+    let actor = tx.actor().clone();
+    activity::insert(tx.conn(), &row, Some(&actor))?;
     let mut payload =
         json!({ "message": input.message, "workspace_id": workspace_id, "name": workspace.name });
     if !input.attachments.is_empty() {

@@ -7,5 +7,6 @@ pub mod activity;
 pub mod agents;
 pub mod approvals;
 pub mod canvas;
+pub mod keys;
 pub mod registry;
 pub mod workspaces;

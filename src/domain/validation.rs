@@ -126,6 +126,10 @@ text_type!(
     WorkspaceRole, "role", 1000, true, true
 );
 text_type!(
+    /// An API key's name (whose key it is: "Ada's laptop", "CI"): required, one line.
+    KeyName, "name", 255, false, false
+);
+text_type!(
     /// An AI model name.
     ModelName, "model", 100, false, false
 );

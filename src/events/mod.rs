@@ -3,6 +3,7 @@
 //! before the Hub fans them out.
 
 pub mod backplane;
+pub mod control;
 pub mod redis;
 pub mod relay;
 

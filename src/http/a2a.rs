@@ -17,11 +17,11 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::auth::{authorize_blocking, require_admin, Access, Credentials};
+use super::auth::{authorize_blocking, require_person, Access, Credentials};
 use super::body::{FieldLimit, Json, JsonBody};
 use super::workspace_id;
 use crate::a2a::{AgentAnswer, CallError};
-use crate::app::AppState;
+use crate::app::{ActAs, AppState};
 use crate::commands::a2a::{self as commands, Exchange, Outcome};
 use crate::domain::a2a::{rpc_error_message, RpcRequest};
 use crate::domain::ids::parse_uuid;
@@ -132,9 +132,10 @@ pub async fn proxy(
         });
     }
     let caller = caller_header(&req)?;
-    if caller.is_none() {
-        require_admin(&req, &state)?;
-    }
+    let act_as = match caller {
+        Some(workspace) => ActAs::Agent(workspace),
+        None => ActAs::Actor(require_person(&req, &state)?.actor()),
+    };
     let wait = timeout(&req, &state)?;
     let rpc = RpcRequest::parse(body, || Uuid::new_v4().to_string())?;
 
@@ -205,7 +206,7 @@ pub async fn proxy(
         "a2a call"
     );
     state
-        .execute(move |tx| commands::record(tx, exchange))
+        .execute_as(act_as, move |tx| commands::record(tx, exchange))
         .await?;
     response
 }

@@ -7,7 +7,7 @@ use super::auth::{authorize_workspace, Access};
 use super::body::{FieldLimit, Json, JsonBody, Query};
 use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
-use crate::app::AppState;
+use crate::app::{ActAs, AppState};
 use crate::commands::activity::{self as commands, LogActivity, Notify};
 use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, ActivityType, ActivityTypeFilter, FieldError};
@@ -207,7 +207,9 @@ pub async fn log(
         metadata: body.metadata,
     };
     let activity_id = state
-        .execute(move |tx| commands::log(tx, id, input))
+        .execute_as(ActAs::caller(&req, id), move |tx| {
+            commands::log(tx, id, input)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "logged", "id": activity_id })))
 }
@@ -321,7 +323,9 @@ pub async fn notify(
         attachments: parse_attachments(body.attachments)?,
     };
     state
-        .execute(move |tx| commands::notify(tx, id, input))
+        .execute_as(ActAs::caller(&req, id), move |tx| {
+            commands::notify(tx, id, input)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "sent" })))
 }

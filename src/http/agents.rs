@@ -1,13 +1,13 @@
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::auth::require_admin;
 use super::body::{FieldLimit, Json, JsonBody};
 use super::openapi::ErrorBody;
+use super::principal::Principal;
 use super::workspace_id;
-use crate::app::AppState;
+use crate::app::{ActAs, AppState};
 use crate::commands::agents as commands;
 use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, FieldError, ModelName};
@@ -48,16 +48,17 @@ fn model(body: ModelBody) -> Result<ModelName, FieldError> {
     security((), ("admin_token" = [])),
 )]
 pub async fn assign(
-    req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
     Json(body): Json<ModelBody>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let id = workspace_id(&path)?;
     let model = model(body)?;
     let agent = state
-        .execute(move |tx| commands::assign(tx, id, model))
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            commands::assign(tx, id, model)
+        })
         .await?;
     Ok(HttpResponse::Created().json(json!({ "agent_id": agent.id, "model": agent.model })))
 }
@@ -83,16 +84,17 @@ pub async fn assign(
     security((), ("admin_token" = [])),
 )]
 pub async fn replace(
-    req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
     Json(body): Json<ModelBody>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let id = workspace_id(&path)?;
     let model = model(body)?;
     let r = state
-        .execute(move |tx| commands::replace(tx, id, model))
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            commands::replace(tx, id, model)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "replaced", "agent_id": r.agent.id, "model": r.agent.model, "old_model": r.old_model })))
 }
@@ -115,13 +117,16 @@ pub async fn replace(
     security((), ("admin_token" = [])),
 )]
 pub async fn remove(
-    req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let id = workspace_id(&path)?;
-    let agent = state.execute(move |tx| commands::remove(tx, id)).await?;
+    let agent = state
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            commands::remove(tx, id)
+        })
+        .await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "status": "removed", "agent_id": agent.id, "model": agent.model })))
 }
@@ -157,12 +162,11 @@ impl JsonBody for MoveBody {
     security((), ("admin_token" = [])),
 )]
 pub async fn move_agent(
-    req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
     Json(body): Json<MoveBody>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let id = workspace_id(&path)?;
     let target = body
         .target_workspace_id
@@ -170,7 +174,9 @@ pub async fn move_agent(
         .and_then(parse_uuid)
         .ok_or_else(|| FieldError::new("target_workspace_id", "must be a workspace UUID"))?;
     let agent = state
-        .execute(move |tx| commands::move_agent(tx, id, target))
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            commands::move_agent(tx, id, target)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "moved", "agent_id": agent.id, "model": agent.model, "target_workspace_id": target })))
 }

@@ -9,10 +9,11 @@ use utoipa::{IntoParams, ToSchema};
 use super::openapi::ErrorBody;
 use serde_json::{json, Value};
 
-use super::auth::{authorize_workspace, require_admin, Access};
+use super::auth::{authorize_workspace, Access};
 use super::body::{FieldLimit, Json, JsonBody, Query};
+use super::principal::Principal;
 use super::workspace_id;
-use crate::app::AppState;
+use crate::app::{ActAs, AppState};
 use crate::commands::approvals as commands;
 use crate::domain::approvals::{self, parse_decided_by, Decision, NewApproval};
 use crate::domain::ids::parse_uuid;
@@ -77,7 +78,9 @@ pub async fn create(
     let new = NewApproval::parse(body.action, body.reason, body.task_id, body.context)?;
     let timeout = state.config.approval_timeout;
     let approval_id = state
-        .execute(move |tx| commands::request(tx, id, new, timeout))
+        .execute_as(ActAs::caller(&req, id), move |tx| {
+            commands::request(tx, id, new, timeout)
+        })
         .await?;
     Ok(HttpResponse::Created().json(json!({ "approval_id": approval_id, "status": "pending" })))
 }
@@ -131,7 +134,7 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(rows))
 }
 
-/// `GET /approvals/pending` (admin): every live workspace's pending requests with the
+/// `GET /approvals/pending` (viewer): every live workspace's pending requests with the
 /// workspace's name, newest first. Reading never decides anything: expiry is the lease
 /// holder's job.
 #[utoipa::path(
@@ -149,11 +152,9 @@ pub async fn list(
     security((), ("admin_token" = [])),
 )]
 pub async fn list_pending(
-    req: HttpRequest,
     state: web::Data<AppState>,
     query: Query<ListQuery>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let limit = limit(&query)?;
     let rows = state
         .read(move |c| Ok(store::list_pending(c, limit)?))
@@ -176,7 +177,7 @@ impl JsonBody for DecideBody {
     ];
 }
 
-/// `POST /workspaces/:id/approvals/:approval_id/decide` (admin: a person on the canvas) →
+/// `POST /workspaces/:id/approvals/:approval_id/decide` (editor: a person on the canvas) →
 /// 200 `{"status":<decision>,"approval_id"}`; 409 with the first decision if it was decided
 /// already; 404 for an unknown request or one of another workspace.
 #[utoipa::path(
@@ -203,19 +204,20 @@ impl JsonBody for DecideBody {
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %path.0, approval_id = %path.1))]
 pub async fn decide(
-    req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     Json(body): Json<DecideBody>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let id = workspace_id(&path.0)?;
     let approval_id =
         parse_uuid(&path.1).ok_or_else(|| AppError::BadRequest("invalid approval ID".into()))?;
     let decision = Decision::parse(body.decision.as_deref().unwrap_or_default())?;
     let decided_by = parse_decided_by(body.decided_by)?;
     let decided = state
-        .execute(move |tx| commands::decide(tx, id, approval_id, decision, decided_by))
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            commands::decide(tx, id, approval_id, decision, decided_by)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(json!({
         "status": decided.status,

@@ -1,4 +1,5 @@
-//! Who is calling: the admin (ADMIN_TOKEN), a workspace (its own token), or nobody.
+//! Who is calling on a workspace's behalf: a person (admitted by `principal::enforce`), a
+//! workspace (its own token), or nobody.
 //!
 //! With ADMIN_TOKEN unset the server is open; config refuses that unless it listens on loopback
 //! (or is explicitly told it is insecure). Nothing here fails open on a database error: an
@@ -50,15 +51,25 @@ pub fn is_open(state: &AppState) -> bool {
     state.config.admin_token.is_none()
 }
 
-pub fn require_admin(req: &HttpRequest, state: &AppState) -> AppResult<()> {
-    if is_open(state) || is_admin_token(state, bearer(req)) {
-        return Ok(());
+/// The person a route's requirement admitted (see `principal::enforce`), for agent routes that
+/// a person may also call (the A2A proxy without `X-Workspace-ID`, a canvas socket): in open
+/// mode anyone is the local admin, as before people existed, whatever token they send; 401
+/// otherwise when the caller showed no person's credential.
+pub fn require_person(
+    req: &HttpRequest,
+    state: &AppState,
+) -> AppResult<super::principal::Principal> {
+    if let Some(person) = super::principal::of_request(req) {
+        return Ok(person);
+    }
+    if is_open(state) {
+        return Ok(super::principal::Principal::local());
     }
     Err(AppError::Unauthorized(
         if bearer(req).is_some() {
-            "invalid admin token"
+            "invalid admin token or API key"
         } else {
-            "admin token required"
+            "admin token or API key required"
         }
         .into(),
     ))
@@ -110,10 +121,14 @@ pub struct Credentials {
 }
 
 impl Credentials {
+    /// `admin` is a person who showed a credential whose role the route admits (the
+    /// middleware refused everyone else): the admin token, an API key, a session.
     pub fn from_request(req: &HttpRequest, state: &AppState) -> Credentials {
-        let token = bearer(req).map(str::to_string);
+        let person = super::principal::of_request(req).filter(|p| p.is_authenticated_person());
+        // A person's key is not a workspace token: never look it up as one.
+        let token = bearer(req).filter(|_| person.is_none()).map(str::to_string);
         Credentials {
-            admin: is_admin_token(state, token.as_deref()),
+            admin: person.is_some(),
             open: is_open(state),
             token,
         }

@@ -63,7 +63,7 @@ impl<T: JsonBody + 'static> FromRequest for Json<T> {
 }
 
 /// `application/json`, with or without parameters (`; charset=utf-8`).
-fn is_json_content_type(req: &HttpRequest) -> bool {
+pub fn is_json_content_type(req: &HttpRequest) -> bool {
     req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -1,12 +1,12 @@
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::auth::require_admin;
 use super::body::{FieldLimit, Json, JsonBody};
 use super::openapi::{ErrorBody, StatusBody};
-use crate::app::AppState;
+use super::principal::Principal;
+use crate::app::{ActAs, AppState};
 use crate::domain::events::json_number;
 use crate::domain::validation::{parse_coordinate, parse_zoom};
 use crate::error::AppResult;
@@ -24,8 +24,7 @@ use crate::store::canvas::{self, Viewport};
     ),
     security((), ("admin_token" = [])),
 )]
-pub async fn get_viewport(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
+pub async fn get_viewport(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     let v = state.read(|c| Ok(canvas::viewport(c)?)).await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "x": json_number(v.x), "y": json_number(v.y), "zoom": json_number(v.zoom) })))
@@ -60,18 +59,35 @@ impl JsonBody for ViewportBody {
     security((), ("admin_token" = [])),
 )]
 pub async fn put_viewport(
-    req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     Json(body): Json<ViewportBody>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let viewport = Viewport {
         x: parse_coordinate("x", body.x)?,
         y: parse_coordinate("y", body.y)?,
         zoom: parse_zoom(body.zoom)?,
     };
     state
-        .execute(move |tx| crate::commands::canvas::save_viewport(tx, viewport))
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            crate::commands::canvas::save_viewport(tx, viewport)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "saved" })))
+}
+
+#[utoipa::path(
+    get,
+    path = "/canvas/presence",
+    tag = "canvas",
+    summary = "Who has a canvas open now, on any instance, longest present first",
+    responses(
+        (status = 200, description = "`[{\"actor\":{\"type\",\"id\",\"name\"},\"since\"}]`", body = Vec<crate::realtime::presence::Present>),
+        (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
+        (status = 403, description = "Agents do not see presence", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
+pub async fn presence(state: web::Data<AppState>) -> AppResult<HttpResponse> {
+    Ok(HttpResponse::Ok().json(state.presence.list()))
 }

@@ -56,10 +56,14 @@ const KEPT_HEADERS: [header::HeaderName; 4] = [
     header::RETRY_AFTER,
 ];
 
-/// Whose key space a request's Idempotency-Key lives in: a SHA-256 of the credential it
-/// presents (the bearer token — admin or workspace — hashed, never stored), or `anonymous`.
-/// This is the one place that decides it; with principals it becomes the principal's id.
+/// Whose key space a request's Idempotency-Key lives in, decided here and nowhere else: the
+/// person the principal middleware resolved (`principal:<id>`: an API key's id, `admin`,
+/// `local` in open mode); otherwise — an agent call — a SHA-256 of the bearer token it presents
+/// (hashed, never stored), or `anonymous`.
 pub fn caller_scope(req: &HttpRequest) -> String {
+    if let Some(principal) = super::principal::of_request(req) {
+        return format!("principal:{}", principal.id);
+    }
     match super::auth::bearer(req) {
         Some(token) => format!("bearer:{}", super::auth::hash_token(token)),
         None => "anonymous".into(),

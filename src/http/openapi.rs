@@ -14,8 +14,8 @@ use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, Secur
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    a2a, activity, agents, approvals, canvas, events, health, openapi, registry, secrets,
-    workspaces, ws,
+    a2a, activity, agents, approvals, canvas, events, health, keys, openapi, registry, secrets,
+    session, workspaces, ws,
 };
 
 /// The body of every error response: `{"error": "<what is wrong, naming the field>"}`. Some
@@ -50,8 +50,11 @@ impl Modify for SecuritySchemes {
                 Http::builder()
                     .scheme(HttpAuthScheme::Bearer)
                     .description(Some(
-                        "`Authorization: Bearer $ADMIN_TOKEN`. Required on admin routes when \
-                         ADMIN_TOKEN is set; with it unset (loopback only) the server is open.",
+                        "`Authorization: Bearer <credential>`: a person's API key (`cnp_…`, \
+                         `POST /keys`) or the bootstrap `$ADMIN_TOKEN`; browsers may use the \
+                         `canopy_session` cookie from `POST /session` instead. Each operation's \
+                         `x-canopy-requires` names the role it needs. With ADMIN_TOKEN unset \
+                         (loopback only) the server is open.",
                     ))
                     .build(),
             ),
@@ -80,7 +83,7 @@ impl Modify for SecuritySchemes {
 }
 
 macro_rules! api_doc {
-    ($(([$($method:ident),+], $path:literal, $module:ident :: $handler:ident)),* $(,)?) => {
+    ($(([$($method:ident),+], $path:literal, $module:ident :: $handler:ident, $requirement:ident)),* $(,)?) => {
         /// The OpenAPI document: every handler of the route table, the body schemas they
         /// reference, and the security schemes.
         #[derive(OpenApi)]
@@ -109,6 +112,7 @@ macro_rules! api_doc {
                     $path,
                     &[$(stringify!($method)),+],
                     concat!(stringify!($module), ".", stringify!($handler)),
+                    super::$requirement,
                 );)*
             }
         }
@@ -182,11 +186,14 @@ impl Modify for IdempotencyKeys {
     }
 }
 
+/// Names each operation and records who may call it (`x-canopy-requires`: `public`,
+/// `viewer`, `editor`, `admin`, `agent or <role>`), from the route table.
 fn name_operations(
     openapi: &mut utoipa::openapi::OpenApi,
     path: &str,
     methods: &[&str],
     name: &str,
+    requirement: super::principal::Requirement,
 ) {
     let Some(item) = openapi.paths.paths.get_mut(path) else {
         return;
@@ -201,6 +208,13 @@ fn name_operations(
             _ => None,
         };
         if let Some(operation) = operation {
+            operation
+                .extensions
+                .get_or_insert_with(Default::default)
+                .insert(
+                    "x-canopy-requires".into(),
+                    serde_json::Value::String(requirement.describe()),
+                );
             operation.operation_id = Some(if methods.len() > 1 {
                 format!("{name}.{method}")
             } else {

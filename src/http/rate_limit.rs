@@ -7,6 +7,9 @@
 //!   that token, keyed by a hash of it (the token itself is never kept). The admin token has a
 //!   bucket of its own with a larger budget, since every canvas of a deployment shares it. One
 //!   agent's heartbeat or activity storm empties its own bucket only.
+//! - **per person**: a request with an API key (`Bearer cnp_…`) or a browser session cookie
+//!   spends from that person's bucket, keyed by a hash of the key or session id: each person
+//!   has a budget of their own, instead of every canvas sharing one admin token's.
 //! - **per client address**: every request except WebSocket upgrades. The token bucket is
 //!   checked first, so a token over its limit does not also drain its address's budget, which
 //!   other callers behind the same address share.
@@ -19,7 +22,7 @@
 //! smallest block a host is usually given.
 //!
 //! A refusal is `429 Too Many Requests` with `Retry-After` (whole seconds, RFC 9110 §10.2.3)
-//! and `{"error":"rate limit exceeded","limit":"token"|"admin_token"|"address"|
+//! and `{"error":"rate limit exceeded","limit":"token"|"admin_token"|"person"|"address"|
 //! "websocket_upgrades","retry_after":<seconds>}`.
 //!
 //! Memory: a keyed bucket that has refilled is indistinguishable from a new one, so
@@ -70,6 +73,7 @@ impl TokenKey {
 pub enum Bucket {
     Token,
     AdminToken,
+    Person,
     Address,
     WebSocketUpgrades,
 }
@@ -80,6 +84,7 @@ impl Bucket {
         match self {
             Bucket::Token => "token",
             Bucket::AdminToken => "admin_token",
+            Bucket::Person => "person",
             Bucket::Address => "address",
             Bucket::WebSocketUpgrades => "websocket_upgrades",
         }
@@ -109,6 +114,8 @@ pub struct Caller<'a> {
     pub token: Option<&'a str>,
     /// Whether `token` is the admin token.
     pub admin: bool,
+    /// The browser session cookie's value, if any.
+    pub session: Option<&'a str>,
     /// Whether this is a WebSocket upgrade (`GET /ws`).
     pub upgrade: bool,
 }
@@ -118,6 +125,7 @@ pub struct Limiter {
     per_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
     per_token: Option<DefaultKeyedRateLimiter<TokenKey>>,
     per_admin_token: Option<DefaultDirectRateLimiter>,
+    per_person: Option<DefaultKeyedRateLimiter<TokenKey>>,
     ws_upgrades: Option<DefaultKeyedRateLimiter<IpAddr>>,
     trusted_proxies: Vec<IpNet>,
     clock: DefaultClock,
@@ -141,6 +149,9 @@ impl Limiter {
             per_admin_token: limits
                 .per_admin_token
                 .map(|l| DefaultDirectRateLimiter::direct(quota(l))),
+            per_person: limits
+                .per_person
+                .map(|l| DefaultKeyedRateLimiter::keyed(quota(l))),
             ws_upgrades: limits
                 .ws_upgrades_per_address
                 .map(|l| DefaultKeyedRateLimiter::keyed(quota(l))),
@@ -168,10 +179,21 @@ impl Limiter {
                         .map_err(|until| self.refusal(Bucket::AdminToken, until))?;
                 }
             }
+            Some(key) if key.starts_with(super::principal::KEY_PREFIX) => {
+                self.spend(self.per_person.as_ref(), &TokenKey::of(key), Bucket::Person)?
+            }
             Some(token) => {
                 self.spend(self.per_token.as_ref(), &TokenKey::of(token), Bucket::Token)?
             }
-            None => {}
+            None => {
+                if let Some(session) = caller.session {
+                    self.spend(
+                        self.per_person.as_ref(),
+                        &TokenKey::of(session),
+                        Bucket::Person,
+                    )?
+                }
+            }
         }
         self.spend(self.per_address.as_ref(), &address, Bucket::Address)
     }
@@ -211,6 +233,7 @@ impl Limiter {
         }
         retain(&self.per_address);
         retain(&self.per_token);
+        retain(&self.per_person);
         retain(&self.ws_upgrades);
     }
 
@@ -218,6 +241,7 @@ impl Limiter {
     pub fn tracked_keys(&self) -> usize {
         self.per_address.as_ref().map_or(0, |l| l.len())
             + self.per_token.as_ref().map_or(0, |l| l.len())
+            + self.per_person.as_ref().map_or(0, |l| l.len())
             + self.ws_upgrades.as_ref().map_or(0, |l| l.len())
     }
 
@@ -320,9 +344,13 @@ pub async fn limit(
             .limiter
             .client_address(peer, forwarded_for.into_iter());
         let token = super::auth::bearer(req.request());
+        let session = req
+            .cookie(super::principal::SESSION_COOKIE)
+            .map(|c| c.value().to_string());
         let caller = Caller {
             address,
             token,
+            session: session.as_deref(),
             admin: token.is_some() && super::auth::is_admin_token(&state, token),
             upgrade: req.path() == UPGRADE_PATH,
         };
@@ -449,6 +477,7 @@ mod tests {
             address: ip(address),
             token,
             admin: false,
+            session: None,
             upgrade,
         }
     }
@@ -474,6 +503,27 @@ mod tests {
         let anonymous = caller("192.0.2.1", None, false);
         assert!(l.check(&anonymous).is_ok());
         assert_eq!(l.check(&anonymous).unwrap_err().bucket, Bucket::Address);
+    }
+
+    #[test]
+    fn people_have_buckets_of_their_own_by_key_or_session() {
+        let l = limiter(&[
+            ("RATE_LIMIT_PER_PERSON", "1"),
+            ("RATE_LIMIT_PER_PERSON_BURST", "1"),
+            ("RATE_LIMIT_PER_ADDRESS", "0"),
+        ]);
+        let ada = caller("192.0.2.1", Some("cnp_ada"), false);
+        assert!(l.check(&ada).is_ok());
+        assert_eq!(l.check(&ada).unwrap_err().bucket, Bucket::Person);
+        assert!(l
+            .check(&caller("192.0.2.1", Some("cnp_bob"), false))
+            .is_ok());
+        let session = Caller {
+            session: Some("s1"),
+            ..caller("192.0.2.1", None, false)
+        };
+        assert!(l.check(&session).is_ok());
+        assert_eq!(l.check(&session).unwrap_err().bucket, Bucket::Person);
     }
 
     #[test]

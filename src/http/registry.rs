@@ -8,12 +8,12 @@ use uuid::Uuid;
 
 use super::auth::{
     authorize_blocking, authorize_workspace, bearer, hash_token, heartbeat_proves_workspace,
-    is_admin_token, Access, Credentials,
+    Access, Credentials,
 };
 use super::body::{FieldLimit, Json, JsonBody, Query};
 use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
-use crate::app::AppState;
+use crate::app::{ActAs, AppState};
 use crate::commands::registry::{self as commands, Heartbeat, HeartbeatOutcome, Register};
 use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, FieldError};
@@ -104,7 +104,11 @@ pub async fn register(
     // A token, when given, must be the admin's or this workspace's own.
     let authenticated = match bearer(&req) {
         None => false,
-        Some(token) if is_admin_token(&state, Some(token)) => true,
+        Some(_)
+            if super::principal::of_request(&req).is_some_and(|p| p.is_authenticated_person()) =>
+        {
+            true
+        }
         Some(token) => {
             let hash = hash_token(token);
             let owner = state
@@ -125,7 +129,7 @@ pub async fn register(
         authenticated,
     };
     let token = state
-        .execute(move |tx| commands::register(tx, input))
+        .execute_as(ActAs::Agent(id), move |tx| commands::register(tx, input))
         .await?;
     state.liveness.arm(id, state.config.liveness_ttl).await;
     state.liveness.cache_url(id, &url).await;
@@ -259,7 +263,9 @@ pub async fn heartbeat(
         .await?;
     if let HeartbeatOutcome::NeedsEvents = outcome {
         state
-            .execute(move |tx| commands::heartbeat_with_events(tx, &beat))
+            .execute_as(ActAs::Agent(id), move |tx| {
+                commands::heartbeat_with_events(tx, &beat)
+            })
             .await?;
     }
     state.liveness.arm(id, state.config.liveness_ttl).await;
@@ -312,7 +318,9 @@ pub async fn update_card(
     require_agent_workspace(&state, id).await?;
     authorize_workspace(&req, &state, id, Access::Write).await?;
     state
-        .execute(move |tx| commands::update_card(tx, id, card))
+        .execute_as(ActAs::caller(&req, id), move |tx| {
+            commands::update_card(tx, id, card)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "updated" })))
 }

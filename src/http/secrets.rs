@@ -10,7 +10,7 @@ use serde_json::json;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::auth::{authorize_workspace, require_admin, Access};
+use super::auth::{authorize_workspace, Access};
 use super::body::{FieldLimit, Json, JsonBody};
 use super::openapi::{ErrorBody, StatusBody};
 use super::workspace_id;
@@ -244,8 +244,7 @@ pub async fn delete_workspace(
     ),
     security((), ("admin_token" = [])),
 )]
-pub async fn list_global(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
+pub async fn list_global(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     let globals = state
         .read(|c| Ok(store::list_global(c).map_err(StoreError::from)?))
         .await?;
@@ -269,11 +268,9 @@ pub async fn list_global(req: HttpRequest, state: web::Data<AppState>) -> AppRes
     security((), ("admin_token" = [])),
 )]
 pub async fn put_global(
-    req: HttpRequest,
     state: web::Data<AppState>,
     Json(body): Json<SecretBody>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let (key, value) = body.parse()?;
     save_global(&state, key, value).await
 }
@@ -297,12 +294,10 @@ pub async fn put_global(
 )]
 #[tracing::instrument(skip_all)]
 pub async fn put_global_key(
-    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
     Json(body): Json<SecretBody>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let (key, value) = body.parse_for(&path)?;
     save_global(&state, key, value).await
 }
@@ -348,11 +343,9 @@ async fn save_global(
 )]
 #[tracing::instrument(skip_all)]
 pub async fn delete_global(
-    req: HttpRequest,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let key = SecretKey::parse(&path)?;
     let name = key.clone();
     state

@@ -4,11 +4,11 @@ use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::require_admin;
 use super::body::{double_option, FieldLimit, Json, JsonBody, Query};
 use super::openapi::ErrorBody;
+use super::principal::Principal;
 use super::workspace_id;
-use crate::app::AppState;
+use crate::app::{ActAs, AppState};
 use crate::commands::workspaces::{self as commands, CreateWorkspace, WorkspacePatch};
 use crate::domain::ids::parse_uuid;
 use crate::domain::status::WorkspaceStatus;
@@ -116,13 +116,16 @@ impl TryFrom<CreateBody> for CreateWorkspace {
 )]
 #[tracing::instrument(skip_all)]
 pub async fn create(
-    req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     Json(body): Json<CreateBody>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let input = CreateWorkspace::try_from(body)?;
-    let id = state.execute(move |tx| commands::create(tx, input)).await?;
+    let id = state
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            commands::create(tx, input)
+        })
+        .await?;
     tracing::info!(workspace_id = %id, "workspace created");
     Ok(HttpResponse::Created()
         .json(json!({ "id": id, "status": WorkspaceStatus::Provisioning.as_str() })))
@@ -140,8 +143,7 @@ pub async fn create(
     ),
     security((), ("admin_token" = [])),
 )]
-pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
+pub async fn list(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     let all = state.read(|c| Ok(ws::list_live(c)?)).await?;
     Ok(HttpResponse::Ok().json(all))
 }
@@ -163,12 +165,7 @@ pub async fn list(req: HttpRequest, state: web::Data<AppState>) -> AppResult<Htt
     ),
     security((), ("admin_token" = [])),
 )]
-pub async fn get(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
+pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> AppResult<HttpResponse> {
     let id = workspace_id(&path)?;
     let (workspace, last_event) = state
         .read(move |c| {
@@ -288,16 +285,18 @@ impl TryFrom<PatchBody> for WorkspacePatch {
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn patch(
     req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
     Json(body): Json<PatchBody>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let id = workspace_id(&path)?;
     let patch = WorkspacePatch::try_from(body)?;
     let if_match = if_match(&req)?;
     let version = state
-        .execute(move |tx| commands::patch(tx, id, patch, if_match))
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            commands::patch(tx, id, patch, if_match)
+        })
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag(version)))
@@ -359,16 +358,18 @@ pub struct DeleteQuery {
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn delete(
     req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
     query: Query<DeleteQuery>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let id = workspace_id(&path)?;
     let confirmed = matches!(query.confirm.as_deref(), Some("true") | Some("1"));
     let if_match = if_match(&req)?;
     let removal = state
-        .execute(move |tx| commands::delete(tx, id, confirmed, if_match))
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            commands::delete(tx, id, confirmed, if_match)
+        })
         .await?;
     state.liveness_disarm(&removal.removed).await;
     tracing::info!(workspace_id = %id, cascade_deleted = removal.cascade_deleted(), "workspace removed");
@@ -394,13 +395,16 @@ pub async fn delete(
     security((), ("admin_token" = [])),
 )]
 pub async fn pause(
-    req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let id = workspace_id(&path)?;
-    let paused = state.execute(move |tx| commands::pause(tx, id)).await?;
+    let paused = state
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            commands::pause(tx, id)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "paused", "paused_count": paused })))
 }
 
@@ -422,12 +426,15 @@ pub async fn pause(
     security((), ("admin_token" = [])),
 )]
 pub async fn resume(
-    req: HttpRequest,
+    principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
-    require_admin(&req, &state)?;
     let id = workspace_id(&path)?;
-    let resumed = state.execute(move |tx| commands::resume(tx, id)).await?;
+    let resumed = state
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            commands::resume(tx, id)
+        })
+        .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "provisioning", "resumed_count": resumed })))
 }

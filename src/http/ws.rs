@@ -8,10 +8,12 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::auth::{authorize_workspace, bearer, is_admin_token, is_open, query_token, Access};
+use super::auth::{authorize_workspace, require_person, Access};
 use super::openapi::ErrorBody;
 use crate::app::AppState;
+use crate::domain::people::Role;
 use crate::error::{AppError, AppResult};
+use crate::realtime::hub::SessionOwner;
 use crate::realtime::inbound::Inbound;
 use crate::realtime::outbound::{LiveGate, OutboundBody};
 use crate::realtime::session::{self, Resume, SessionContext};
@@ -29,7 +31,7 @@ pub struct WsQuery {
     path = "/ws",
     tag = "realtime",
     summary = "The event stream (WebSocket upgrade; frames are described in the README)",
-    params(WsQuery, ("X-Workspace-ID" = Option<String>, Header, format = Uuid, description = "An agent socket: the workspace it speaks for"), ("token" = Option<String>, Query, description = "Admin token, for browsers that cannot set headers")),
+    params(WsQuery, ("X-Workspace-ID" = Option<String>, Header, format = Uuid, description = "An agent socket: the workspace it speaks for"), ("token" = Option<String>, Query, description = "Admin token or API key, for clients that cannot set headers (never logged)")),
     responses(
         (status = 101, description = "Switching Protocols: the WebSocket carries CONNECTED, then one event per text frame"),
         (status = 400, description = "Not a WebSocket handshake, or an invalid `since` / `X-Workspace-ID`", body = ErrorBody),
@@ -45,6 +47,9 @@ pub async fn connect(
     state: web::Data<AppState>,
     query: super::body::Query<WsQuery>,
 ) -> AppResult<HttpResponse> {
+    let mut owner = None;
+    let mut present = None;
+    let mut drag_actor = None;
     let subscriber = match req.headers().get("X-Workspace-ID") {
         Some(raw) => {
             let id = raw
@@ -62,12 +67,20 @@ pub async fn connect(
             Subscriber::Workspace(id)
         }
         None => {
-            let token = bearer(&req)
-                .map(str::to_string)
-                .or_else(|| query_token(&req));
-            if !is_open(&state) && !is_admin_token(&state, token.as_deref()) {
-                return Err(AppError::Unauthorized("admin token required".into()));
+            // A canvas: a person (viewer or above) by key, session cookie, `?token=` or the
+            // admin token; the route's requirement already refused lower roles.
+            let person = require_person(&req, &state)?;
+            // Open mode's implicit admin is everyone at once, not a person who is here.
+            present = person.is_authenticated_person().then(|| person.actor());
+            // Drag frames move workspaces: the role PATCH /workspaces/:id requires.
+            if person.role >= Some(Role::Editor) {
+                drag_actor = Some(person.actor());
             }
+            owner = Some(SessionOwner {
+                actor: person.actor(),
+                key_id: person.key_id,
+                session: person.session.clone(),
+            });
             Subscriber::Canvas
         }
     };
@@ -94,7 +107,7 @@ pub async fn connect(
     let inbound = Inbound::new(body.into_inner(), Some(body_closed));
     // Register before the session sends CONNECTED: its seq is what the hub had delivered, and
     // every later event reaches the live queue.
-    let (registration, live, volatile) = state.hub.register_socket(subscriber);
+    let (registration, live, volatile) = state.hub.register_socket(subscriber, owner);
     let gate = LiveGate::new();
     let body_gate = Arc::clone(&gate);
     let response = response.map_body(|_, control| {
@@ -105,16 +118,15 @@ pub async fn connect(
         store: state.store.clone(),
         instance_id: state.config.instance_id.clone(),
         epoch: state.epoch.clone(),
+        drag_actor,
     });
+    // Reported after the registration, so the PRESENCE_JOINED it causes reaches this socket
+    // too; the guard reports the close when the session ends.
+    let presence = present.map(|actor| state.presence.opened(actor));
     // The message stream is !Send: the session lives on the worker that accepted it.
-    actix_web::rt::spawn(session::run(
-        ctx,
-        subscriber,
-        resume,
-        registration,
-        gate,
-        socket,
-        inbound,
-    ));
+    actix_web::rt::spawn(async move {
+        session::run(ctx, subscriber, resume, registration, gate, socket, inbound).await;
+        drop(presence);
+    });
     Ok(response)
 }

@@ -66,7 +66,10 @@ pub async fn expire_due(state: &AppState) -> Result<usize, AppError> {
     let mut expired = 0;
     for id in due {
         if state
-            .execute(move |tx| commands::expire(tx, id, Utc::now()))
+            .execute_as(
+                crate::app::ActAs::Actor(crate::domain::people::Actor::system("approvals")),
+                move |tx| commands::expire(tx, id, Utc::now()),
+            )
             .await?
         {
             tracing::info!(approval_id = %id, "approval request expired");

@@ -70,12 +70,19 @@ async fn expire(state: &AppState, id: Uuid) -> Result<(), AppError> {
     let silent_since =
         Utc::now() - chrono::Duration::from_std(state.config.liveness_ttl / 2).unwrap_or_default();
     if state
-        .execute(move |tx| registry::mark_offline(tx, id, silent_since))
+        .execute_as(liveness_actor(), move |tx| {
+            registry::mark_offline(tx, id, silent_since)
+        })
         .await?
     {
         tracing::info!(workspace_id = %id, "workspace offline (liveness expired)");
     }
     Ok(())
+}
+
+/// Events of the liveness sweep and expiry name Canopy's `liveness` job as their actor.
+fn liveness_actor() -> crate::app::ActAs {
+    crate::app::ActAs::Actor(crate::domain::people::Actor::system("liveness"))
 }
 
 pub async fn sweep(state: &AppState) -> Result<(), AppError> {
@@ -86,7 +93,9 @@ pub async fn sweep(state: &AppState) -> Result<(), AppError> {
         .await?
     {
         if state
-            .execute(move |tx| registry::mark_offline(tx, id, silent_since))
+            .execute_as(liveness_actor(), move |tx| {
+                registry::mark_offline(tx, id, silent_since)
+            })
             .await?
         {
             tracing::info!(workspace_id = %id, "workspace offline (sweep: no heartbeat within the TTL)");
@@ -99,7 +108,9 @@ pub async fn sweep(state: &AppState) -> Result<(), AppError> {
         .await?
     {
         if state
-            .execute(move |tx| registry::fail_provisioning(tx, id, before, timeout.as_secs()))
+            .execute_as(liveness_actor(), move |tx| {
+                registry::fail_provisioning(tx, id, before, timeout.as_secs())
+            })
             .await?
         {
             tracing::warn!(workspace_id = %id, "workspace failed: never registered");

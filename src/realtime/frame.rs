@@ -28,6 +28,8 @@ struct Envelope<'a> {
     payload: &'a serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
     seq: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor: Option<&'a crate::domain::people::Actor>,
 }
 
 impl Frame {
@@ -46,6 +48,7 @@ impl Frame {
             timestamp: event.created_at,
             payload: &event.payload,
             seq: Some(event.seq),
+            actor: event.actor.as_ref(),
         })
         .expect("a LiveEvent always serializes");
         Frame::new(Some(event.seq), text)
@@ -59,6 +62,7 @@ impl Frame {
             timestamp: Utc::now(),
             payload: &payload,
             seq: None,
+            actor: None,
         })
         .expect("a JSON value always serializes");
         Frame::new(None, text)
@@ -81,7 +85,12 @@ impl Frame {
         if let Some(actor) = &preview.actor {
             payload["actor"] = json!(actor);
         }
-        Frame::about("DRAG_PREVIEW", preview.workspace_id, payload)
+        Frame::about(
+            "DRAG_PREVIEW",
+            preview.workspace_id,
+            payload,
+            preview.actor.as_ref(),
+        )
     }
 
     /// DRAG_ENDED `{workspace_id, actor?}`: a drag stopped without a drop; volatile, no seq.
@@ -90,17 +99,28 @@ impl Frame {
         if let Some(actor) = &ended.actor {
             payload["actor"] = json!(actor);
         }
-        Frame::about("DRAG_ENDED", ended.workspace_id, payload)
+        Frame::about(
+            "DRAG_ENDED",
+            ended.workspace_id,
+            payload,
+            ended.actor.as_ref(),
+        )
     }
 
     /// A frame about a workspace that is not part of the stream (no seq).
-    fn about(event: &str, workspace_id: Uuid, payload: serde_json::Value) -> Frame {
+    fn about(
+        event: &str,
+        workspace_id: Uuid,
+        payload: serde_json::Value,
+        actor: Option<&crate::domain::people::Actor>,
+    ) -> Frame {
         let text = serde_json::to_string(&Envelope {
             event,
             workspace_id: Some(workspace_id),
             timestamp: Utc::now(),
             payload: &payload,
             seq: None,
+            actor,
         })
         .expect("a JSON value always serializes");
         Frame::new(None, text)

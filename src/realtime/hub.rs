@@ -34,6 +34,19 @@ pub enum CloseReason {
     SlowConsumer,
     /// The server is shutting down (close code 1001).
     GoingAway,
+    /// The credential the socket was opened with is no longer valid: its API key was revoked
+    /// or expired, or its browser session ended (close code 4001).
+    Revoked,
+}
+
+/// Whose a canvas socket is: the person who opened it, and the API key behind them (a key or
+/// a session made from it), so revoking the key closes its sockets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionOwner {
+    pub actor: crate::domain::people::Actor,
+    pub key_id: Option<Uuid>,
+    /// The hash of the browser session it was opened with (signing out closes it).
+    pub session: Option<String>,
 }
 
 struct SessionEntry {
@@ -42,6 +55,7 @@ struct SessionEntry {
     volatile: mpsc::Sender<Arc<Frame>>,
     subscriber: Subscriber,
     kill: Option<oneshot::Sender<CloseReason>>,
+    owner: Option<SessionOwner>,
 }
 
 struct Inner {
@@ -119,14 +133,25 @@ impl Hub {
     /// Adds a session. Every event delivered from now on reaches the returned queue, which the
     /// socket's response body reads (see `outbound`).
     pub fn register(self: &Arc<Self>, subscriber: Subscriber) -> (Registration, LiveFrames) {
-        let (registration, live, _volatile) = self.register_socket(subscriber);
+        self.register_owned(subscriber, None)
+    }
+
+    /// [`Hub::register`] for a socket opened by a person (see [`SessionOwner`]).
+    pub fn register_owned(
+        self: &Arc<Self>,
+        subscriber: Subscriber,
+        owner: Option<SessionOwner>,
+    ) -> (Registration, LiveFrames) {
+        let (registration, live, _volatile) = self.register_socket(subscriber, owner);
         (registration, live)
     }
 
-    /// [`Hub::register`], with the socket's queue of volatile frames (drag previews) as well.
+    /// [`Hub::register_owned`], with the socket's queue of drag previews as well: a socket's
+    /// response body writes them when no live frame waits.
     pub fn register_socket(
         self: &Arc<Self>,
         subscriber: Subscriber,
+        owner: Option<SessionOwner>,
     ) -> (Registration, LiveFrames, VolatileFrames) {
         let (queue, frames) = mpsc::channel(self.queue_capacity);
         let (volatile, volatile_frames) = mpsc::channel(VOLATILE_QUEUE_CAP);
@@ -148,6 +173,7 @@ impl Hub {
                 volatile,
                 subscriber,
                 kill: kill_tx,
+                owner,
             },
         );
         metrics::gauge!("canopy_ws_sessions_open").increment(1.0);
@@ -219,9 +245,20 @@ impl Hub {
     }
 
     /// A drag frame from one of this hub's sockets (already checked by the session).
-    pub fn drag_moved(&self, session: u64, workspace_id: Uuid, x: f64, y: f64) {
-        self.lock_drags()
-            .moved(session, workspace_id, x, y, std::time::Instant::now());
+    pub fn drag_moved(
+        &self,
+        session: u64,
+        workspace_id: Uuid,
+        position: (f64, f64),
+        actor: Option<crate::domain::people::Actor>,
+    ) {
+        self.lock_drags().moved(
+            session,
+            workspace_id,
+            position,
+            actor,
+            std::time::Instant::now(),
+        );
     }
 
     /// This tick's drag previews and ended drags, to publish (see `volatile::run`).
@@ -266,6 +303,81 @@ impl Hub {
         }
         metrics::counter!("canopy_ws_volatile_queued_total").increment(sent);
         metrics::counter!("canopy_ws_volatile_dropped_total").increment(dropped);
+    }
+
+    /// Closes every socket opened with `key_id` (the key was revoked). Returns how many.
+    pub fn close_key(&self, key_id: Uuid) -> usize {
+        let mut closed = 0;
+        for entry in self.lock().sessions.values_mut() {
+            if entry.owner.as_ref().and_then(|o| o.key_id) == Some(key_id) {
+                if let Some(kill) = entry.kill.take() {
+                    let _ = kill.send(CloseReason::Revoked);
+                    closed += 1;
+                }
+            }
+        }
+        closed
+    }
+
+    /// Closes every socket opened with the browser session whose id hashes to `session`
+    /// (signed out or expired). Returns how many.
+    pub fn close_session(&self, session: &str) -> usize {
+        let mut closed = 0;
+        for entry in self.lock().sessions.values_mut() {
+            if entry.owner.as_ref().and_then(|o| o.session.as_deref()) == Some(session) {
+                if let Some(kill) = entry.kill.take() {
+                    let _ = kill.send(CloseReason::Revoked);
+                    closed += 1;
+                }
+            }
+        }
+        closed
+    }
+
+    /// The browser sessions (their id hashes) behind this instance's open sockets.
+    pub fn owner_sessions(&self) -> Vec<String> {
+        let mut sessions: Vec<String> = self
+            .lock()
+            .sessions
+            .values()
+            .filter_map(|e| e.owner.as_ref().and_then(|o| o.session.clone()))
+            .collect();
+        sessions.sort_unstable();
+        sessions.dedup();
+        sessions
+    }
+
+    /// The API keys behind this instance's open sockets.
+    pub fn owner_keys(&self) -> Vec<Uuid> {
+        let mut keys: Vec<Uuid> = self
+            .lock()
+            .sessions
+            .values()
+            .filter_map(|e| e.owner.as_ref().and_then(|o| o.key_id))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// Sends a frame that is not part of the stream (no seq: presence) to every canvas
+    /// socket. Such frames are volatile (DESIGN.md): a full queue drops this one rather than
+    /// close the socket; that socket is closed as a slow consumer by the next stream event
+    /// anyway, and re-reads `GET /canvas/presence` when it reconnects.
+    pub fn broadcast_to_canvases(&self, frame: Frame) {
+        let frame = Arc::new(frame);
+        let mut dropped = 0u64;
+        for entry in self.lock().sessions.values_mut() {
+            if entry.subscriber != Subscriber::Canvas || entry.kill.is_none() {
+                continue;
+            }
+            if let Err(mpsc::error::TrySendError::Full(_)) =
+                entry.queue.try_send(Arc::clone(&frame))
+            {
+                dropped += 1;
+            }
+        }
+        metrics::counter!("canopy_ws_volatile_frames_dropped_total").increment(dropped);
     }
 
     /// Tells every session to reload (the relay could not recover a stretch of the stream).
@@ -343,6 +455,7 @@ mod tests {
             workspace_id: Some(ws),
             payload,
             created_at: Utc::now(),
+            actor: None,
         }
     }
 
@@ -364,7 +477,7 @@ mod tests {
     async fn a_slow_canvas_loses_previews_never_events_and_is_not_closed_for_them() {
         use crate::realtime::volatile::{DragPreview, VolatileBatch, VOLATILE_QUEUE_CAP};
         let hub = Hub::with_capacity(ParentMap::new(), 0, 4);
-        let (mut slow, mut live, mut volatile) = hub.register_socket(Subscriber::Canvas);
+        let (mut slow, mut live, mut volatile) = hub.register_socket(Subscriber::Canvas, None);
         let ws = Uuid::new_v4();
         for i in 0..VOLATILE_QUEUE_CAP * 3 {
             hub.deliver_volatile(&VolatileBatch {
@@ -396,6 +509,39 @@ mod tests {
             kept += 1;
         }
         assert_eq!(kept, VOLATILE_QUEUE_CAP, "the rest were dropped");
+    }
+
+    #[tokio::test]
+    async fn volatile_frames_reach_canvases_only_and_never_close_a_full_one() {
+        let hub = Hub::with_capacity(ParentMap::new(), 0, 1);
+        let (mut full, _full_frames) = hub.register(Subscriber::Canvas);
+        let (_agent, mut agent) = hub.register(Subscriber::Workspace(Uuid::new_v4()));
+        hub.broadcast_to_canvases(Frame::transient("PRESENCE_JOINED", json!({})));
+        hub.broadcast_to_canvases(Frame::transient("PRESENCE_LEFT", json!({})));
+        assert!(
+            full.kill.try_recv().is_err(),
+            "a dropped volatile frame closes nothing"
+        );
+        assert!(agent.try_recv().is_err(), "agents get no presence");
+    }
+
+    #[tokio::test]
+    async fn close_key_closes_only_that_keys_sockets() {
+        let hub = Hub::new(ParentMap::new(), 0);
+        let key = Uuid::new_v4();
+        let owner = |key_id| {
+            Some(SessionOwner {
+                actor: crate::domain::people::Actor::user("x", "x"),
+                key_id,
+                session: None,
+            })
+        };
+        let (mut revoked, _a) = hub.register_owned(Subscriber::Canvas, owner(Some(key)));
+        let (mut other, _b) = hub.register_owned(Subscriber::Canvas, owner(Some(Uuid::new_v4())));
+        assert_eq!(hub.owner_keys().len(), 2);
+        assert_eq!(hub.close_key(key), 1);
+        assert_eq!(revoked.kill.try_recv().unwrap(), CloseReason::Revoked);
+        assert!(other.kill.try_recv().is_err());
     }
 
     #[tokio::test]

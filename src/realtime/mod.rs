@@ -5,6 +5,7 @@ pub mod frame;
 pub mod hub;
 pub mod inbound;
 pub mod outbound;
+pub mod presence;
 pub mod session;
 pub mod volatile;
 

@@ -24,12 +24,17 @@ const MAX_INVALID_FRAMES: u32 = 10;
 const REPLAY_BATCH: i64 = 1000;
 /// Close code for a subscriber whose queue filled up.
 pub const SLOW_CONSUMER_CLOSE_CODE: u16 = 4008;
+/// Close code for a socket whose API key (or the key behind its session) was revoked.
+pub const REVOKED_CLOSE_CODE: u16 = 4001;
 
 pub struct SessionContext {
     pub hub: Arc<Hub>,
     pub store: Store,
     pub instance_id: String,
     pub epoch: String,
+    /// Who this socket's drag frames are from, when its principal may move workspaces (the
+    /// role PATCH /workspaces/:id requires); `None`: drag frames are refused.
+    pub drag_actor: Option<crate::domain::people::Actor>,
 }
 
 pub struct Resume {
@@ -52,7 +57,7 @@ pub async fn run(
     let close = match greet(&ctx, subscriber, resume, &registration, &mut socket).await {
         Some(last_sent) => {
             gate.open(last_sent);
-            serve(&ctx, subscriber, registration, &mut inbound, &mut socket).await
+            serve(&ctx, registration, &mut inbound, &mut socket).await
         }
         None => None,
     };
@@ -98,7 +103,6 @@ async fn greet(
 /// signal.
 async fn serve(
     ctx: &SessionContext,
-    subscriber: Subscriber,
     mut registration: Registration,
     inbound: &mut Inbound,
     socket: &mut actix_ws::Session,
@@ -115,6 +119,10 @@ async fn serve(
                     Ok(CloseReason::SlowConsumer) => WsCloseReason {
                         code: CloseCode::Other(SLOW_CONSUMER_CLOSE_CODE),
                         description: Some("slow consumer".into()),
+                    },
+                    Ok(CloseReason::Revoked) => WsCloseReason {
+                        code: CloseCode::Other(REVOKED_CLOSE_CODE),
+                        description: Some("key revoked".into()),
                     },
                     Ok(CloseReason::GoingAway) | Err(_) => WsCloseReason {
                         code: CloseCode::Away,
@@ -139,17 +147,19 @@ async fn serve(
                             }
                         }
                         Ok(ClientRequest::Drag { workspace_id, x, y }) => {
-                            if subscriber != Subscriber::Canvas {
+                            let Some(actor) = ctx.drag_actor.clone() else {
                                 invalid_frames += 1;
                                 if invalid_frames > MAX_INVALID_FRAMES {
                                     return Some(policy_close("too many invalid frames"));
                                 }
-                                if socket.text(error_frame("drag: only a canvas socket may send drag frames")).await.is_err() {
+                                if socket.text(error_frame("drag: only a canvas of someone who may move workspaces (editor) may send drag frames")).await.is_err() {
                                     return None;
                                 }
-                            } else if drag_rate.allow(last_heard) {
+                                continue;
+                            };
+                            if drag_rate.allow(last_heard) {
                                 metrics::counter!("canopy_ws_drag_frames_total").increment(1);
-                                ctx.hub.drag_moved(registration.id, workspace_id, x, y);
+                                ctx.hub.drag_moved(registration.id, workspace_id, (x, y), Some(actor));
                             } else {
                                 metrics::counter!("canopy_ws_drag_frames_dropped_total").increment(1);
                             }

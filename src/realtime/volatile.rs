@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::Hub;
+use crate::domain::people::Actor;
 use crate::events::Backplane;
 
 /// How often an instance publishes the latest drag positions (about 30 per second).
@@ -42,9 +43,9 @@ pub struct DragPreview {
     pub y: f64,
     /// The sending socket, within its hub: it does not get its own previews back.
     pub session: u64,
-    /// Who drags, once requests resolve to principals; absent until then.
+    /// Who drags: the person behind the socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
+    pub actor: Option<Actor>,
 }
 
 /// A drag that stopped without a drop.
@@ -53,7 +54,7 @@ pub struct DragEnded {
     pub workspace_id: Uuid,
     pub session: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub actor: Option<String>,
+    pub actor: Option<Actor>,
 }
 
 /// One tick's volatile messages from one hub, as the backplane carries them.
@@ -74,6 +75,7 @@ impl VolatileBatch {
 struct ActiveDrag {
     session: u64,
     last_frame: Instant,
+    actor: Option<Actor>,
 }
 
 /// The drags of one instance's sockets: the latest position per node since the last tick, and
@@ -87,7 +89,14 @@ pub struct DragTracker {
 
 impl DragTracker {
     /// A drag frame: the node is at (x, y) now. Replaces any position not yet published.
-    pub fn moved(&mut self, session: u64, workspace_id: Uuid, x: f64, y: f64, now: Instant) {
+    pub fn moved(
+        &mut self,
+        session: u64,
+        workspace_id: Uuid,
+        (x, y): (f64, f64),
+        actor: Option<Actor>,
+        now: Instant,
+    ) {
         self.pending.insert(
             workspace_id,
             DragPreview {
@@ -95,7 +104,7 @@ impl DragTracker {
                 x,
                 y,
                 session,
-                actor: None,
+                actor: actor.clone(),
             },
         );
         self.active.insert(
@@ -103,6 +112,7 @@ impl DragTracker {
             ActiveDrag {
                 session,
                 last_frame: now,
+                actor,
             },
         );
     }
@@ -123,31 +133,33 @@ impl DragTracker {
             .map(|(ws, _)| *ws)
             .collect();
         for workspace_id in ended {
-            self.active.remove(&workspace_id);
-            self.ended.push(DragEnded {
-                workspace_id,
-                session,
-                actor: None,
-            });
+            if let Some(drag) = self.active.remove(&workspace_id) {
+                self.ended.push(DragEnded {
+                    workspace_id,
+                    session,
+                    actor: drag.actor,
+                });
+            }
         }
     }
 
     /// What to publish this tick: the latest positions, and the drags that ended (socket
     /// closed, or idle past [`DRAG_IDLE_TIMEOUT`] at `now`).
     pub fn tick(&mut self, hub: Uuid, now: Instant) -> VolatileBatch {
-        let idle: Vec<(Uuid, u64)> = self
+        let idle: Vec<Uuid> = self
             .active
             .iter()
             .filter(|(_, drag)| now.duration_since(drag.last_frame) >= DRAG_IDLE_TIMEOUT)
-            .map(|(ws, drag)| (*ws, drag.session))
+            .map(|(ws, _)| *ws)
             .collect();
-        for (workspace_id, session) in idle {
-            self.active.remove(&workspace_id);
-            self.ended.push(DragEnded {
-                workspace_id,
-                session,
-                actor: None,
-            });
+        for workspace_id in idle {
+            if let Some(drag) = self.active.remove(&workspace_id) {
+                self.ended.push(DragEnded {
+                    workspace_id,
+                    session: drag.session,
+                    actor: drag.actor,
+                });
+            }
         }
         VolatileBatch {
             hub,
@@ -211,8 +223,8 @@ mod tests {
     fn the_latest_position_per_node_wins_within_a_tick() {
         let mut drags = DragTracker::default();
         let (hub, ws, t0) = (Uuid::new_v4(), Uuid::new_v4(), Instant::now());
-        drags.moved(1, ws, 1.0, 1.0, t0);
-        drags.moved(1, ws, 2.0, 3.0, t0);
+        drags.moved(1, ws, (1.0, 1.0), None, t0);
+        drags.moved(1, ws, (2.0, 3.0), None, t0);
         let batch = drags.tick(hub, t0);
         assert_eq!(batch.previews.len(), 1);
         assert_eq!((batch.previews[0].x, batch.previews[0].y), (2.0, 3.0));
@@ -229,9 +241,9 @@ mod tests {
             Uuid::new_v4(),
         );
         let t0 = Instant::now();
-        drags.moved(1, a, 0.0, 0.0, t0);
-        drags.moved(1, b, 0.0, 0.0, t0);
-        drags.moved(2, c, 0.0, 0.0, t0);
+        drags.moved(1, a, (0.0, 0.0), None, t0);
+        drags.moved(1, b, (0.0, 0.0), None, t0);
+        drags.moved(2, c, (0.0, 0.0), None, t0);
         drags.tick(hub, t0);
         drags.dropped(b);
         drags.session_closed(2);

@@ -27,7 +27,12 @@ pub struct NewActivity {
     pub created_at: DateTime<Utc>,
 }
 
-pub fn insert(conn: &mut DbConnection, a: &NewActivity) -> QueryResult<()> {
+/// Stores a row; `actor` is who wrote it (the person on the canvas, or the agent).
+pub fn insert(
+    conn: &mut DbConnection,
+    a: &NewActivity,
+    actor: Option<&crate::domain::people::Actor>,
+) -> QueryResult<()> {
     diesel::insert_into(activity_logs::table)
         .values((
             activity_logs::id.eq(DbUuid(a.id)),
@@ -44,6 +49,7 @@ pub fn insert(conn: &mut DbConnection, a: &NewActivity) -> QueryResult<()> {
             activity_logs::status.eq(&a.status),
             activity_logs::error_detail.eq(&a.error_detail),
             activity_logs::created_at.eq(DbTime(a.created_at)),
+            activity_logs::actor.eq(actor.map(|a| DbJson(a.to_json()))),
         ))
         .execute(conn)
         .map(|_| ())
@@ -66,6 +72,7 @@ struct ActivityRow {
     status: String,
     error_detail: Option<String>,
     created_at: DbTime,
+    actor: Option<DbJson>,
 }
 
 /// An activity row as the API shows it: bodies only when set.
@@ -87,6 +94,8 @@ pub struct Activity {
     pub status: String,
     pub error_detail: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Who wrote it: `{"type","id","name"}` (null for rows written before actors existed).
+    pub actor: Option<crate::domain::people::Actor>,
 }
 
 pub struct ActivityFilter {
@@ -135,6 +144,9 @@ pub fn list(
             status: r.status,
             error_detail: r.error_detail,
             created_at: r.created_at.0,
+            actor: r
+                .actor
+                .and_then(|a| crate::domain::people::Actor::from_json(&a.0)),
         })
         .collect())
 }

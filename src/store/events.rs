@@ -10,6 +10,7 @@ use super::schema::{live_events, stream_meta, structure_events};
 use super::sql_types::{DbJson, DbTime, DbUuid};
 use super::DbConnection;
 use crate::domain::events::EventKind;
+use crate::domain::people::Actor;
 
 /// An event about to be appended.
 #[derive(Clone, Debug)]
@@ -55,6 +56,9 @@ pub struct LiveEvent {
     pub workspace_id: Option<Uuid>,
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// Who caused it (`None` only for events stored before actors existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -66,6 +70,7 @@ struct LiveEventRow {
     workspace_id: Option<DbUuid>,
     payload: DbJson,
     created_at: DbTime,
+    actor: Option<DbJson>,
 }
 
 impl From<LiveEventRow> for LiveEvent {
@@ -77,12 +82,18 @@ impl From<LiveEventRow> for LiveEvent {
             workspace_id: row.workspace_id.map(|w| w.0),
             payload: row.payload.0,
             created_at: row.created_at.0,
+            actor: row.actor.and_then(|a| Actor::from_json(&a.0)),
         }
     }
 }
 
 /// Appends one event. The caller holds the stream lock (see `Tx::lock_stream`).
-pub(super) fn append(conn: &mut DbConnection, event: NewEvent) -> QueryResult<LiveEvent> {
+pub(super) fn append(
+    conn: &mut DbConnection,
+    event: NewEvent,
+    actor: &Actor,
+) -> QueryResult<LiveEvent> {
+    let actor_json = actor.to_json();
     let seq: i64 = diesel::update(stream_meta::table.filter(stream_meta::id.eq(1)))
         .set(stream_meta::last_seq.eq(stream_meta::last_seq + 1))
         .returning(stream_meta::last_seq)
@@ -97,6 +108,7 @@ pub(super) fn append(conn: &mut DbConnection, event: NewEvent) -> QueryResult<Li
             live_events::workspace_id.eq(event.workspace_id.map(DbUuid)),
             live_events::payload.eq(DbJson(event.payload.clone())),
             live_events::created_at.eq(DbTime(created_at)),
+            live_events::actor.eq(Some(DbJson(actor_json.clone()))),
         ))
         .execute(conn)?;
     if event.kind.is_structural() {
@@ -110,6 +122,8 @@ pub(super) fn append(conn: &mut DbConnection, event: NewEvent) -> QueryResult<Li
                 structure_events::target_id.eq(event.target_id.map(DbUuid)),
                 structure_events::payload.eq(DbJson(event.payload.clone())),
                 structure_events::created_at.eq(DbTime(created_at)),
+                structure_events::actor.eq(Some(DbJson(actor_json))),
+                structure_events::actor_id.eq(Some(actor.id.as_str())),
             ))
             .execute(conn)?;
     }
@@ -120,6 +134,7 @@ pub(super) fn append(conn: &mut DbConnection, event: NewEvent) -> QueryResult<Li
         workspace_id: event.workspace_id,
         payload: event.payload,
         created_at,
+        actor: Some(actor.clone()),
     })
 }
 
@@ -200,6 +215,9 @@ pub struct StructureEvent {
     pub workspace_id: Option<Uuid>,
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
+    /// Who caused it: `{"type":"user"|"agent"|"system","id","name"}` (null for events stored
+    /// before actors existed).
+    pub actor: Option<Actor>,
 }
 
 #[derive(Queryable, Selectable)]
@@ -211,12 +229,25 @@ struct StructureEventRow {
     workspace_id: Option<DbUuid>,
     payload: DbJson,
     created_at: DbTime,
+    actor: Option<DbJson>,
 }
 
-/// Structural events, newest first, optionally for one workspace and before a seq.
+/// Structural events, newest first, optionally for one workspace, one actor (its id) and
+/// before a seq.
 pub fn structure_events_page(
     conn: &mut DbConnection,
     workspace: Option<Uuid>,
+    before_seq: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<StructureEvent>> {
+    structure_events_by(conn, workspace, None, before_seq, limit)
+}
+
+/// [`structure_events_page`] with an actor filter.
+pub fn structure_events_by(
+    conn: &mut DbConnection,
+    workspace: Option<Uuid>,
+    actor_id: Option<&str>,
     before_seq: Option<i64>,
     limit: i64,
 ) -> QueryResult<Vec<StructureEvent>> {
@@ -231,6 +262,9 @@ pub fn structure_events_page(
     if let Some(before) = before_seq {
         query = query.filter(structure_events::seq.lt(before));
     }
+    if let Some(actor_id) = actor_id {
+        query = query.filter(structure_events::actor_id.eq(actor_id.to_string()));
+    }
     Ok(query
         .load(conn)?
         .into_iter()
@@ -241,6 +275,7 @@ pub fn structure_events_page(
             workspace_id: r.workspace_id.map(|w| w.0),
             payload: r.payload.0,
             created_at: r.created_at.0,
+            actor: r.actor.and_then(|a| Actor::from_json(&a.0)),
         })
         .collect())
 }

@@ -10,6 +10,7 @@ pub mod connection;
 pub mod events;
 pub mod group_commit;
 pub mod idempotency;
+pub mod keys;
 pub mod leases;
 pub mod schema;
 pub mod secrets;
@@ -26,6 +27,8 @@ use diesel::r2d2::Pool;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 pub use connection::{DatabaseUrl, DbConnection};
+
+use crate::domain::people::Actor;
 pub use events::{LiveEvent, NewEvent};
 
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -239,6 +242,7 @@ where
         events: Vec::new(),
         stream_locked: false,
         versions: Default::default(),
+        actor: Actor::system("system"),
     };
     match f(&mut tx) {
         Ok(value) => {
@@ -266,6 +270,9 @@ pub struct Tx<'c> {
     /// Workspaces whose version the current command already bumped, with the new version: one
     /// command is one change, however many events it appends about a workspace.
     versions: std::collections::HashMap<uuid::Uuid, i64>,
+    /// Who the running command acts for: stamped on every event it appends (Canopy itself
+    /// unless the caller says otherwise, see `AppState::execute_as`).
+    actor: Actor,
 }
 
 impl Tx<'_> {
@@ -295,9 +302,21 @@ impl Tx<'_> {
         self.versions.clear();
     }
 
+    /// Who the running command acts for.
+    pub fn actor(&self) -> &Actor {
+        &self.actor
+    }
+
+    /// Sets who the running command acts for; returns who it was (to restore afterwards: a
+    /// group commit runs several people's commands in one transaction).
+    pub fn set_actor(&mut self, actor: Actor) -> Actor {
+        std::mem::replace(&mut self.actor, actor)
+    }
+
     /// Appends an event to `live_events` (and `structure_events` for structural kinds),
-    /// assigning the next seq. An event about a workspace carries the workspace's version in
-    /// `payload.version`; a kind that changes the workspace bumps it first (once per command).
+    /// assigning the next seq and stamping the current actor. An event about a workspace
+    /// carries the workspace's version in `payload.version`; a kind that changes the workspace
+    /// bumps it first (once per command).
     pub fn append(&mut self, mut event: NewEvent) -> QueryResult<LiveEvent> {
         self.lock_stream()?;
         if let Some(id) = event.workspace_id {
@@ -316,7 +335,7 @@ impl Tx<'_> {
                 payload.insert("version".into(), version.into());
             }
         }
-        let live = events::append(self.conn, event)?;
+        let live = events::append(self.conn, event, &self.actor)?;
         self.events.push(live.clone());
         Ok(live)
     }

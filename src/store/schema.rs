@@ -114,6 +114,8 @@ diesel::table! {
         target_id -> Nullable<SqlUuid>,
         payload -> SqlJson,
         created_at -> SqlTimestamp,
+        actor -> Nullable<SqlJson>,
+        actor_id -> Nullable<Text>,
     }
 }
 
@@ -136,6 +138,7 @@ diesel::table! {
         status -> Text,
         error_detail -> Nullable<Text>,
         created_at -> SqlTimestamp,
+        actor -> Nullable<SqlJson>,
     }
 }
 
@@ -165,6 +168,7 @@ diesel::table! {
         workspace_id -> Nullable<SqlUuid>,
         payload -> SqlJson,
         created_at -> SqlTimestamp,
+        actor -> Nullable<SqlJson>,
     }
 }
 
@@ -209,6 +213,38 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::*;
+
+    api_keys (id) {
+        id -> SqlUuid,
+        name -> Text,
+        role -> Text,
+        key_hash -> Text,
+        key_prefix -> Text,
+        created_by -> Text,
+        created_at -> SqlTimestamp,
+        expires_at -> Nullable<SqlTimestamp>,
+        last_used_at -> Nullable<SqlTimestamp>,
+        revoked_at -> Nullable<SqlTimestamp>,
+    }
+}
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::*;
+
+    sessions (id_hash) {
+        id_hash -> Text,
+        key_id -> SqlUuid,
+        created_at -> SqlTimestamp,
+        expires_at -> SqlTimestamp,
+        revoked -> Bool,
+    }
+}
+
+diesel::joinable!(sessions -> api_keys (key_id));
 diesel::joinable!(canvas_layouts -> workspaces (workspace_id));
 diesel::joinable!(agents -> workspaces (workspace_id));
 diesel::joinable!(activity_logs -> workspaces (workspace_id));
@@ -230,6 +266,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     leader_leases,
     stream_meta,
     approval_requests,
+    api_keys,
+    sessions,
 );
 
 diesel::table! {

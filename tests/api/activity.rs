@@ -228,6 +228,7 @@ async fn retention_deletes_only_old_rows_in_batches_on_the_lease_holder() {
                         error_detail: None,
                         created_at,
                     },
+                    None,
                 )?;
             }
             Ok::<_, StoreError>(())

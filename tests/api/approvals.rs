@@ -271,8 +271,9 @@ async fn approval_input_and_access_are_checked() {
         assert_eq!(status, 200);
         body["auth_token"].as_str().unwrap().to_string()
     };
+    // The agent is known (its token is valid) but deciding is a person's: 403.
     let (status, _) = agent_post(&app, &token, &decide, json!({ "decision": "approved" })).await;
-    assert_eq!(status, 401);
+    assert_eq!(status, 403);
     let anonymous = app
         .client
         .get(app.url("/approvals/pending"))

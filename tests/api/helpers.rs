@@ -163,6 +163,7 @@ pub fn rate_limits_off() -> TestOptions {
         .var("RATE_LIMIT_PER_TOKEN", "0")
         .var("RATE_LIMIT_PER_ADMIN_TOKEN", "0")
         .var("RATE_LIMIT_WS_UPGRADES_PER_ADDRESS", "0")
+        .var("RATE_LIMIT_PER_PERSON", "0")
 }
 
 pub async fn spawn_app() -> (TestApp, TestDb) {

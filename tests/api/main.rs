@@ -17,6 +17,7 @@ mod deploy;
 mod foundation;
 mod hardening;
 mod openapi;
+mod people;
 mod process;
 mod rate_limits;
 mod realtime;

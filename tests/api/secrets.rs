@@ -805,7 +805,7 @@ async fn secrets_routes_need_admin_or_the_workspace_token() {
     ] {
         assert_eq!(
             anonymous(method, path).await,
-            (401, json!({ "error": "admin token required" }))
+            (401, json!({ "error": "admin token or API key required" }))
         );
     }
     for (method, path) in [

@@ -83,6 +83,10 @@ async fn every_other_canvas_on_every_instance_sees_the_node_move() {
     for canvas in [&mut other_instance, &mut same_instance] {
         let frame = preview_reaches(canvas, &node, 100.0, 5.5).await;
         assert_eq!(frame["payload"]["workspace_id"], node.as_str());
+        assert_eq!(
+            frame["payload"]["actor"]["id"], "local",
+            "open mode's admin drags"
+        );
         assert!(frame.get("seq").is_none(), "volatile: no seq: {frame}");
     }
     // The dragger does not get its own previews back (the other canvas on its instance had
@@ -201,4 +205,46 @@ async fn only_canvas_sockets_may_drag_and_bad_or_excess_frames_are_refused() {
         dropped >= 100.0,
         "over-rate drag frames were dropped:\n{metrics}"
     );
+}
+
+/// A viewer watches drags but cannot make them: drag frames move workspaces, which takes the
+/// role PATCH takes (editor).
+#[tokio::test]
+async fn a_viewer_canvas_may_not_drag() {
+    const ADMIN: &str = "drag-admin";
+    let db = TestDb::new();
+    let app = spawn_on(&db, TestOptions::default().var("ADMIN_TOKEN", ADMIN)).await;
+    let node = app.create_workspace("Watched", None).await;
+    let mut keys = Vec::new();
+    for role in ["viewer", "editor"] {
+        let issued: Value = app
+            .client
+            .post(app.url("/keys"))
+            .bearer_auth(ADMIN)
+            .json(&json!({ "name": role, "role": role }))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        keys.push(issued["key"].as_str().unwrap().to_string());
+    }
+    app.settle().await;
+    let url = |key: &str| format!("ws://127.0.0.1:{}/ws?token={key}", app.port);
+    let mut viewer = WsClient::connect(&url(&keys[0]), &[]).await;
+    let mut editor = WsClient::connect(&url(&keys[1]), &[]).await;
+    next_named(&mut viewer, "CONNECTED").await;
+    next_named(&mut editor, "CONNECTED").await;
+    viewer.send_text(&drag(&node, 1.0, 1.0)).await;
+    let refused = loop {
+        let frame = viewer.next_json().await;
+        if frame["type"] == "error" {
+            break frame;
+        }
+    };
+    assert!(refused["error"].as_str().unwrap().starts_with("drag:"));
+    editor.send_text(&drag(&node, 2.0, 2.0)).await;
+    let preview = preview_reaches(&mut viewer, &node, 2.0, 2.0).await;
+    assert_eq!(preview["payload"]["actor"]["name"], "editor");
 }

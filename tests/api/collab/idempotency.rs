@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 use super::{header, send};
 use crate::helpers::{count_events, rate_limits_off, spawn_app, spawn_on, TestDb, TestOptions};
 
+/// Everyone in open mode is the one local admin, so this is every open-mode request's scope.
+const OPEN_MODE_SCOPE: &str = "principal:local";
+
 async fn provisioning_events(app: &crate::helpers::TestApp) -> usize {
     app.live_events()
         .await
@@ -65,18 +68,6 @@ async fn a_retry_gets_the_stored_response_and_runs_nothing() {
         .unwrap()
         .starts_with("Idempotency-Key:"));
     assert_eq!(workspace_count(&app).await, 1);
-
-    // The key space is the caller's: another credential's same key is a new request.
-    let (status, _, other) = send(
-        &app,
-        Method::POST,
-        "/workspaces",
-        &[key[0], ("Authorization", "Bearer someone-else")],
-        Some(body.clone()),
-    )
-    .await;
-    assert_eq!(status, 201);
-    assert_ne!(other["id"], first["id"]);
 
     // PATCH and DELETE: a replay appends no event, and a replayed DELETE still says removed.
     let path = format!("/workspaces/{id}");
@@ -180,7 +171,7 @@ async fn a_retry_during_the_first_request_waits_for_its_answer_or_gets_409() {
         let print = print.clone();
         store
             .run(move |c| {
-                keys::claim(c, "anonymous", key, &print, Utc::now()).map_err(StoreError::from)
+                keys::claim(c, OPEN_MODE_SCOPE, key, &print, Utc::now()).map_err(StoreError::from)
             })
             .await
             .unwrap();
@@ -199,7 +190,8 @@ async fn a_retry_during_the_first_request_waits_for_its_answer_or_gets_409() {
             };
             store
                 .run(move |c| {
-                    keys::complete(c, "anonymous", "in-flight-1", &stored).map_err(StoreError::from)
+                    keys::complete(c, OPEN_MODE_SCOPE, "in-flight-1", &stored)
+                        .map_err(StoreError::from)
                 })
                 .await
                 .unwrap();
@@ -410,4 +402,53 @@ async fn a_401_is_not_kept() {
         .await
         .unwrap();
     assert!(!kept);
+}
+
+/// Keys belong to the principal: the same key from another person is another request; from
+/// the same person again, a replay.
+#[tokio::test]
+async fn keys_are_scoped_by_the_principal() {
+    const ADMIN: &str = "collab-admin";
+    let db = TestDb::new();
+    let app = spawn_on(&db, TestOptions::default().var("ADMIN_TOKEN", ADMIN)).await;
+    let issued: Value = app
+        .client
+        .post(app.url("/keys"))
+        .bearer_auth(ADMIN)
+        .json(&json!({ "name": "editor", "role": "editor" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let editor = issued["key"].as_str().unwrap().to_string();
+    let create = |token: String| {
+        let app = &app;
+        async move {
+            let response = app
+                .client
+                .post(app.url("/workspaces"))
+                .bearer_auth(token)
+                .header("Idempotency-Key", "shared-key")
+                .json(&json!({ "name": "Mine" }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 201);
+            let body: Value = response.json().await.unwrap();
+            body["id"].as_str().unwrap().to_string()
+        }
+    };
+    let by_admin = create(ADMIN.to_string()).await;
+    let by_editor = create(editor.clone()).await;
+    assert_ne!(
+        by_admin, by_editor,
+        "another principal's key is another request"
+    );
+    assert_eq!(
+        create(editor).await,
+        by_editor,
+        "the same principal's retry replays"
+    );
 }
