@@ -118,9 +118,11 @@ impl DragTracker {
     }
 
     /// The node's authoritative position (or its removal) was delivered: the drag is over and
-    /// needs no DRAG_ENDED.
+    /// needs no DRAG_ENDED. A position not yet published goes too: sent after the drop, it
+    /// would draw the node back at a stale spot on other canvases with no DRAG_ENDED to follow.
     pub fn dropped(&mut self, workspace_id: Uuid) {
         self.active.remove(&workspace_id);
+        self.pending.remove(&workspace_id);
     }
 
     /// A socket closed: its drags end now (with DRAG_ENDED), and its unpublished positions go.
@@ -262,6 +264,15 @@ mod tests {
             [a]
         );
         assert!(drags.tick(hub, t0 + DRAG_IDLE_TIMEOUT * 2).is_empty());
+    }
+
+    #[test]
+    fn a_position_queued_before_the_drop_is_not_published_after_it() {
+        let mut drags = DragTracker::default();
+        let (hub, ws, t0) = (Uuid::new_v4(), Uuid::new_v4(), Instant::now());
+        drags.moved(1, ws, (5.0, 5.0), None, t0);
+        drags.dropped(ws);
+        assert!(drags.tick(hub, t0).is_empty(), "no preview after the drop");
     }
 
     #[test]
