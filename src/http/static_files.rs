@@ -48,6 +48,8 @@ static_files!(
     "js/messages.js",
     "js/model.js",
     "js/panel.js",
+    "js/people.js",
+    "js/presence.js",
     "js/resume.js",
     "js/state.js",
     "js/stream.js",

@@ -9,7 +9,7 @@ import {
 import * as m from './model.js';
 import { renderPanelDetails, selectWorkspace } from './panel.js';
 import { model, ui, dom } from './state.js';
-import { reportError } from './toast.js';
+import { reportError, toast } from './toast.js';
 
 const DRAG_THRESHOLD_PX = 4; // less than this is a click, not a drag
 
@@ -207,8 +207,11 @@ async function finishDrag(d, targetId) {
   }
   fitUp(id);
   if (error) {
-    const what = error.status === 409 ? 'Move refused' : 'Could not save the move';
-    reportError(error, what);
+    if (error.status === 403) {
+      toast('Move refused: you can view this canvas but not edit it (the server answered 403).', 'error');
+    } else {
+      reportError(error, error.status === 409 ? 'Move refused' : 'Could not save the move');
+    }
   }
   if (ui.selected === id) renderPanelDetails();
 }

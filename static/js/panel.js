@@ -5,6 +5,7 @@ import { api, workspacePath } from './api.js';
 import { addWorkspaceNow, markSelected, positionOf, placementFor, removeSubtree, show } from './canvas.js';
 import { openChat, showReachability } from './chat.js';
 import * as m from './model.js';
+import * as people from './people.js';
 import { model, ui, dom } from './state.js';
 import { reportError, toast } from './toast.js';
 import { debounce, duration, make, num, percent, shortTime, statusClass } from './util.js';
@@ -13,6 +14,24 @@ const PANEL_REFRESH_DELAY_MS = 300;
 const FEED_LIMIT = 50;
 
 const nameOf = (id) => m.nameOf(model, id);
+
+// Who last moved, renamed or paused each workspace, from the events' `actor` (live frames and
+// the panel's structure events).
+const changes = people.createChanges();
+const CHANGE_LABELS = [['moved', 'Moved by'], ['renamed', 'Renamed by'], ['paused', 'Paused by']];
+
+/** Notes who made an event's change (see people.noteChange). */
+export function noteChange(id, item) {
+  return people.noteChange(changes, id, item);
+}
+
+function changeRows(id) {
+  const record = changes.get(id) || {};
+  return CHANGE_LABELS.filter(([kind]) => record[kind]).map(([kind, label]) => {
+    const { actor, at } = record[kind];
+    return [label, at ? `${actor.name}, ${new Date(at).toLocaleString()}` : actor.name];
+  });
+}
 
 /** Opens the panel of `id` (null closes it). */
 export function selectWorkspace(id) {
@@ -84,6 +103,7 @@ export function renderPanelDetails() {
     ] : []),
     ['Last error', ws.last_sample_error || ws.last_error],
     ['Created', ws.created_at ? new Date(ws.created_at).toLocaleString() : undefined],
+    ...changeRows(id),
   ];
   const fragment = document.createDocumentFragment();
   for (const [label, value] of rows) {
@@ -124,6 +144,7 @@ function activityItem(a) {
 function eventItem(e) {
   const li = make('li');
   li.append(make('time', '', shortTime(e.created_at)), make('span', 'kind', e.event_type || 'event'));
+  if (e.actor && e.actor.name) li.append(make('span', 'actor', ` by ${e.actor.name}`));
   const text = payloadText(e.payload);
   if (text) li.append(make('span', 'detail', text.length > 160 ? `${text.slice(0, 157)}…` : text));
   return li;
@@ -160,7 +181,11 @@ async function refreshEvents() {
   if (!id) return;
   try {
     const rows = await api('GET', `/events/${encodeURIComponent(id)}?limit=${FEED_LIMIT}`);
-    if (ui.selected === id) renderFeed(dom.events, rows, eventItem, 'No structure events.');
+    let noted = false;
+    for (const row of Array.isArray(rows) ? rows : []) noted = noteChange(id, row) || noted;
+    if (ui.selected !== id) return;
+    renderFeed(dom.events, rows, eventItem, 'No structure events.');
+    if (noted) renderPanelDetails();
   } catch (err) {
     if (ui.selected === id) dom.events.replaceChildren(make('li', 'empty', `Events unavailable: ${err.message}`));
   }
