@@ -9,6 +9,8 @@
 //   people.js    presence and "last changed by" as data (pure)     — tested in static/tests/
 //   api.js       HTTP client, sign-in and sign-out (the session cookie)
 //   presence.js  the header's people: who is viewing, who I am, sign out
+//   preview.js   drag previews: this page's drag frames out, other people's drags drawn
+//   conflict.js  If-Match on rename, reparent and delete; the 412 box (what changed, retry)
 //   stream.js    the WebSocket: resume, resync, snapshot loading
 //   canvas.js    cards, layout, viewport: the view of model effects
 //   drag.js      pointer input: drag, drop to nest, pan, collapse
@@ -23,10 +25,12 @@ import { api, onSignedIn, onSignInSubmit } from './api.js';
 import { loadPending, onApprovalEvent, toggleInbox, wireApprovals } from './approvals.js';
 import { applyViewport, fitView, nodes, onWheel, setViewport, show, updateCount, zoomBy } from './canvas.js';
 import { onActivity, onAgentMessage, reloadChat, wireChat } from './chat.js';
-import { cancelDrag, isDragging, wireCanvasInput } from './drag.js';
+import { cancelDrag, isDragging, isDraggingHere, wireCanvasInput } from './drag.js';
 import { handles, reduce } from './model.js';
 import { noteChange, onWorkspaceEvent, selectWorkspace, toggleNewForm, wirePanel } from './panel.js';
 import { loadMe, loadPresence, onPresenceFrame, wirePresence } from './presence.js';
+import { clearPreview, onDragFrame } from './preview.js';
+import { closeConflict, wireConflict } from './conflict.js';
 import { model, ui, dom, byId } from './state.js';
 import { loadSnapshot, reconnectNow, resync, setConnection, startStream } from './stream.js';
 import { reportError, toast } from './toast.js';
@@ -36,6 +40,9 @@ import { onTraffic } from './traffic.js';
 // page that care about its kind follow.
 function applyEvent(frame) {
   if (!handles(frame.event)) return; // someone else's
+  if (frame.workspace_id && (frame.event === 'WORKSPACE_LAYOUT_CHANGED' || frame.event === 'WORKSPACE_MOVED')) {
+    clearPreview(String(frame.workspace_id)); // the drop: the server's position wins
+  }
   let effect = null;
   try {
     effect = show(reduce(model, frame));
@@ -62,10 +69,11 @@ function applyEvent(frame) {
   }
 }
 
-// Frames outside the sequence: CONNECTED (re-read who is here), presence.
+// Frames outside the sequence: CONNECTED (re-read who is here), presence, drag previews.
 function applyTransient(frame) {
   if (frame.event === 'CONNECTED') loadPresence();
   else if (frame.event === 'PRESENCE_JOINED' || frame.event === 'PRESENCE_LEFT') onPresenceFrame(frame);
+  else if (frame.event === 'DRAG_PREVIEW' || frame.event === 'DRAG_ENDED') onDragFrame(frame, isDraggingHere);
   else applyEvent(frame);
 }
 
@@ -81,6 +89,7 @@ async function reload() {
 function onKey(event) {
   if (event.key !== 'Escape') return;
   if (isDragging()) cancelDrag();
+  else if (!dom.conflict.hidden) closeConflict();
   else if (!dom.newForm.hidden) toggleNewForm(false);
   else if (!dom.approvalsPanel.hidden) toggleInbox(false);
   else if (!dom.deleteConfirm.hidden) dom.deleteConfirm.hidden = true;
@@ -101,6 +110,7 @@ function wire() {
     loadMe();
   });
   wirePresence();
+  wireConflict();
   wirePanel();
   wireChat();
   wireApprovals();

@@ -4,6 +4,7 @@
 import { api, workspacePath } from './api.js';
 import { addWorkspaceNow, markSelected, positionOf, placementFor, removeSubtree, show } from './canvas.js';
 import { openChat, showReachability } from './chat.js';
+import { heldCopy, ifMatch, showConflict } from './conflict.js';
 import * as m from './model.js';
 import * as people from './people.js';
 import { model, ui, dom } from './state.js';
@@ -221,12 +222,21 @@ async function onRename(event) {
   const id = ui.selected;
   const name = dom.renameInput.value.trim();
   if (!id || !name) return;
+  rename(id, name, m.versionOf(model, id));
+}
+
+// A rename applies only to the version the page holds (If-Match); a 412 asks whether to rename
+// the changed workspace anyway.
+async function rename(id, name, version) {
+  const held = heldCopy(id);
   try {
-    await api('PATCH', workspacePath(id), { name });
+    const res = await api('PATCH', workspacePath(id), { name }, { headers: ifMatch(id, version) });
     show(m.setFields(model, id, { name }));
+    m.noteVersion(model, id, res && res.version);
     if (ui.selected === id) renderPanelDetails();
   } catch (err) {
-    reportError(err, 'Rename failed');
+    if (err.status === 412) showConflict('Rename', id, held, err, (v) => rename(id, name, v));
+    else reportError(err, 'Rename failed');
   }
 }
 
@@ -242,10 +252,13 @@ async function postAction(action) {
 
 // Deleting a workspace with children needs confirmation: the server answers 409
 // confirmation_required, we show what would go, and retry with ?confirm=true.
-async function deleteWorkspace(id, confirmed) {
+async function deleteWorkspace(id, confirmed, version = m.versionOf(model, id)) {
   if (!id) return;
+  const held = heldCopy(id);
   try {
-    const res = await api('DELETE', workspacePath(id, confirmed ? '?confirm=true' : ''));
+    const res = await api('DELETE', workspacePath(id, confirmed ? '?confirm=true' : ''), undefined, {
+      headers: ifMatch(id, version),
+    });
     dom.deleteConfirm.hidden = true;
     const name = nameOf(id);
     removeSubtree(id); // the WORKSPACE_REMOVED events will agree
@@ -253,6 +266,7 @@ async function deleteWorkspace(id, confirmed) {
     toast(`Deleted ${name}${extra}.`, 'info');
   } catch (err) {
     if (err.status === 409 && err.body && err.body.status === 'confirmation_required') showDeleteConfirm(id, err.body);
+    else if (err.status === 412) showConflict('Delete', id, held, err, (v) => deleteWorkspace(id, confirmed, v));
     else reportError(err, 'Delete failed');
   }
 }

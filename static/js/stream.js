@@ -24,6 +24,8 @@ const rt = {
   retryTimer: null,
   pingTimer: null,
   connectedTimer: null,
+  dragSent: false, // this socket carried a drag frame
+  dragOff: false, // this socket's server refused one: send no more on it
 };
 
 let applyFrame = () => {};
@@ -120,6 +122,8 @@ function connect() {
   const from = resume.resumeQuery(cursor);
   rt.resuming = !!from;
   rt.connected = false;
+  rt.dragSent = false;
+  rt.dragOff = false;
   let sock;
   try {
     sock = new WebSocket(socketUrl(from));
@@ -156,6 +160,16 @@ function scheduleReconnect() {
 
 function send(object) {
   if (socketIsOpen()) rt.ws.send(JSON.stringify(object));
+}
+
+/**
+ * Sends a drag frame when the socket is open; a server that answers drag frames with an error
+ * (one from before drag previews) gets no more on this socket: refused frames count against it.
+ */
+export function sendDragFrame(frame) {
+  if (rt.dragOff || !socketIsOpen()) return;
+  rt.dragSent = true;
+  send(frame);
 }
 
 function onConnected(sock, payload) {
@@ -208,6 +222,10 @@ function onFrame(sock, data) {
     frame = JSON.parse(data);
   } catch (_) {
     return;
+  }
+  if (frame && frame.type === 'error' && rt.dragSent && !rt.dragOff) {
+    rt.dragOff = true;
+    console.info('canopy: drag previews refused on this socket:', frame.error);
   }
   // pong and error frames carry no event.
   if (!frame || typeof frame !== 'object' || typeof frame.event !== 'string') return;
