@@ -19,6 +19,7 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_on, TestApp, TestDb, TestOptions};
 
 mod chat_and_approvals;
+mod collab;
 mod page_files;
 mod people;
 
