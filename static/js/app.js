@@ -29,7 +29,7 @@ import { cancelDrag, isDragging, isDraggingHere, wireCanvasInput } from './drag.
 import { handles, reduce } from './model.js';
 import { noteChange, onWorkspaceEvent, selectWorkspace, toggleNewForm, wirePanel } from './panel.js';
 import { loadMe, loadPresence, onPresenceFrame, wirePresence } from './presence.js';
-import { clearPreview, onDragFrame } from './preview.js';
+import { onDragFrame, settle } from './preview.js';
 import { closeConflict, wireConflict } from './conflict.js';
 import { model, ui, dom, byId } from './state.js';
 import { loadSnapshot, reconnectNow, resync, setConnection, startStream } from './stream.js';
@@ -41,7 +41,7 @@ import { onTraffic } from './traffic.js';
 function applyEvent(frame) {
   if (!handles(frame.event)) return; // someone else's
   if (frame.workspace_id && (frame.event === 'WORKSPACE_LAYOUT_CHANGED' || frame.event === 'WORKSPACE_MOVED')) {
-    clearPreview(String(frame.workspace_id)); // the drop: the server's position wins
+    settle(String(frame.workspace_id)); // the drop: the server's position wins
   }
   let effect = null;
   try {

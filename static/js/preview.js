@@ -10,6 +10,11 @@ import { sendDragFrame } from './stream.js';
 
 const DRAG_FRAME_INTERVAL_MS = 34; // at most ~30 drag frames a second
 const DRAG_REST_REPEAT_MS = 1000; // the server ends a drag after 2 s without a frame
+// After a drop's layout event, previews of that card are ignored this long: the dragging page's
+// last positions travel on another lane and may arrive after the drop, and nothing ends them.
+const SETTLE_MS = 1000;
+
+const settledAt = new Map(); // id -> performance.now() of its last layout event
 
 // This page's drag: the last position, when it was sent, and the timers.
 let out = null; // { id, x, y, sentAt, pending, trailing, rest }
@@ -78,6 +83,12 @@ export function clearPreview(id) {
   if (model.workspaces.has(id)) fitUp(id);
 }
 
+/** A layout event for `id` arrived (a drop): the server's position wins over any preview. */
+export function settle(id) {
+  settledAt.set(id, performance.now());
+  clearPreview(id);
+}
+
 /** DRAG_PREVIEW / DRAG_ENDED from another canvas. `isDraggingHere(id)`: this page holds it. */
 export function onDragFrame(frame, isDraggingHere) {
   const p = frame.payload || {};
@@ -90,6 +101,11 @@ export function onDragFrame(frame, isDraggingHere) {
   const x = Number(p.x);
   const y = Number(p.y);
   if (!Number.isFinite(x) || !Number.isFinite(y) || isDraggingHere(id)) return;
+  const settled = settledAt.get(id);
+  if (settled !== undefined) {
+    if (performance.now() - settled < SETTLE_MS) return; // a late preview of the drop
+    settledAt.delete(id);
+  }
   previews.set(id, { x: Math.round(x), y: Math.round(y) });
   setPreviewClass(id, true);
   fitUp(id);
