@@ -32,7 +32,7 @@ import { loadMe, loadPresence, onPresenceFrame, wirePresence } from './presence.
 import { onDragFrame, settle } from './preview.js';
 import { closeConflict, wireConflict } from './conflict.js';
 import { model, ui, dom, byId } from './state.js';
-import { loadSnapshot, reconnectNow, resync, setConnection, startStream } from './stream.js';
+import { dragFrameCount, loadSnapshot, reconnectNow, resync, setConnection, startStream } from './stream.js';
 import { reportError, toast } from './toast.js';
 import { onTraffic } from './traffic.js';
 
@@ -142,6 +142,7 @@ window.canopy = {
   resync: () => resync('requested'),
   select: selectWorkspace,
   nodes,
+  dragFrameCount, // drag frames sent on the socket
 };
 
 boot();

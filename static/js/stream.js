@@ -169,7 +169,15 @@ function send(object) {
 export function sendDragFrame(frame) {
   if (rt.dragOff || !socketIsOpen()) return;
   rt.dragSent = true;
+  dragFramesSent += 1;
   send(frame);
+}
+
+let dragFramesSent = 0;
+
+/** How many drag frames this page has sent (for tests and the console). */
+export function dragFrameCount() {
+  return dragFramesSent;
 }
 
 function onConnected(sock, payload) {

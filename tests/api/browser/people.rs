@@ -156,6 +156,14 @@ async fn people_scenario(t: &mut BrowserTest) -> anyhow::Result<()> {
         saved["x"].as_f64() == Some(120.0) && saved["y"].as_f64() == Some(120.0),
         "the viewer's drag was saved: {saved}"
     );
+    // Nor did it offer the server drag frames it would refuse (refused frames count against
+    // the socket).
+    const SENT: &str = "return window.canopy.dragFrameCount();";
+    let sent = t.pages[viewer].js(SENT, vec![]).await?;
+    anyhow::ensure!(
+        sent == json!(0),
+        "the viewer's page sent {sent} drag frames"
+    );
 
     // The editor's drag moves the card on the other pages.
     t.pages[editor].drag_card(&target, 80.0, 40.0).await?;
@@ -170,6 +178,11 @@ async fn people_scenario(t: &mut BrowserTest) -> anyhow::Result<()> {
         ws["x"].as_f64() == Some(200.0) && ws["y"].as_f64() == Some(160.0)
     })
     .await?;
+    let sent = t.pages[editor].js(SENT, vec![]).await?;
+    anyhow::ensure!(
+        sent.as_i64().is_some_and(|n| n > 0),
+        "the editor's page sent no drag frames"
+    );
 
     // The third page's side panel says who moved it.
     t.pages[third]
