@@ -56,10 +56,9 @@ async function send(method, path, body, headers) {
 /**
  * A same-origin JSON request; resolves to the parsed answer (null for an empty one), rejects
  * with ApiError. A 401 opens the sign-in form (once for all waiting requests) and retries once
- * signed in; `prompt: false` lets a caller handle 401 itself. `headers` adds request headers;
- * `full: true` resolves to `{ data, headers }` instead.
+ * signed in; `prompt: false` lets a caller handle 401 itself. `headers` adds request headers.
  */
-export async function api(method, path, body, { prompt = true, headers = {}, full = false } = {}) {
+export async function api(method, path, body, { prompt = true, headers = {} } = {}) {
   for (;;) {
     const { res, data } = await send(method, path, body, headers);
     if (res.status === 401 && prompt) {
@@ -67,7 +66,7 @@ export async function api(method, path, body, { prompt = true, headers = {}, ful
       continue;
     }
     if (!res.ok) throw new ApiError(res.status, data);
-    return full ? { data, headers: res.headers } : data;
+    return data;
   }
 }
 
