@@ -1,9 +1,8 @@
-// The HTTP client: same-origin JSON requests, and the admin token (asked for once per browser
-// session when the server answers 401).
+// The HTTP client: same-origin JSON requests. The page holds no credential: it signs in once
+// (`POST /session`) and the browser sends the HttpOnly session cookie with every request and
+// the WebSocket. A 401 opens the sign-in form.
 
 import { dom } from './state.js';
-
-const TOKEN_KEY = 'canopy.adminToken';
 
 /** A refused or failed request: `status` (0 when the server was unreachable) and its JSON `body`. */
 export class ApiError extends Error {
@@ -15,19 +14,13 @@ export class ApiError extends Error {
   }
 }
 
-let token = sessionStorage.getItem(TOKEN_KEY) || '';
-let tokenWait = null; // one shared promise while the token form is open
-let tokenResolve = null;
-let tokenListener = () => {};
+let signInWait = null; // one shared promise while the sign-in form is open
+let signInResolve = null;
+let signInListener = () => {};
 
-/** The admin token the page holds ('' when none). */
-export function currentToken() {
-  return token;
-}
-
-/** Registers what to do once a token has been entered (the stream reconnects with it). */
-export function onTokenEntered(listener) {
-  tokenListener = listener;
+/** Registers what to do once the page has signed in (the stream reconnects with the cookie). */
+export function onSignedIn(listener) {
+  signInListener = listener;
 }
 
 async function readJson(res) {
@@ -40,34 +33,36 @@ async function readJson(res) {
   }
 }
 
+async function send(method, path, body, headers) {
+  const all = { ...headers };
+  // Writes made with the session cookie must say JSON, bodiless ones (DELETE) included: a page
+  // on another site cannot send that without a preflight.
+  if (body !== undefined || (method !== 'GET' && method !== 'HEAD')) all['Content-Type'] = 'application/json';
+  let res;
+  try {
+    res = await fetch(path, {
+      method,
+      headers: all,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: 'no-store',
+      credentials: 'same-origin',
+    });
+  } catch (_) {
+    throw new ApiError(0, { error: 'server unreachable' });
+  }
+  return { res, data: await readJson(res) };
+}
+
 /**
  * A same-origin JSON request; resolves to the parsed answer (null for an empty one), rejects
- * with ApiError. A 401 opens the token form (once for all waiting requests) and retries with
- * the token; `prompt: false` lets a caller handle 401 itself. `headers` adds request headers.
+ * with ApiError. A 401 opens the sign-in form (once for all waiting requests) and retries once
+ * signed in; `prompt: false` lets a caller handle 401 itself. `headers` adds request headers.
  */
-export async function api(method, path, body, { prompt = true, headers: extra = {} } = {}) {
+export async function api(method, path, body, { prompt = true, headers = {} } = {}) {
   for (;;) {
-    const sentToken = token;
-    const headers = { ...extra };
-    if (body !== undefined) headers['Content-Type'] = 'application/json';
-    if (sentToken) headers.Authorization = `Bearer ${sentToken}`;
-    let res;
-    try {
-      res = await fetch(path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        cache: 'no-store',
-      });
-    } catch (_) {
-      throw new ApiError(0, { error: 'server unreachable' });
-    }
-    const data = await readJson(res);
+    const { res, data } = await send(method, path, body, headers);
     if (res.status === 401 && prompt) {
-      // The token may have been entered while this request was in flight: just retry.
-      if (token === sentToken) {
-        await askForToken(sentToken ? 'That token was refused. Enter the admin token.' : 'This server needs its admin token.');
-      }
+      await askToSignIn('This server needs you to sign in.');
       continue;
     }
     if (!res.ok) throw new ApiError(res.status, data);
@@ -75,30 +70,69 @@ export async function api(method, path, body, { prompt = true, headers: extra = 
   }
 }
 
-function askForToken(message) {
+/** Opens the sign-in form (if it is not open) and resolves once the page has signed in. */
+export function askToSignIn(message) {
   dom.tokenMessage.textContent = message;
-  if (!tokenWait) {
-    tokenWait = new Promise((resolve) => { tokenResolve = resolve; });
+  if (!signInWait) {
+    signInWait = new Promise((resolve) => { signInResolve = resolve; });
     dom.tokenForm.hidden = false;
     dom.tokenInput.value = '';
     dom.tokenInput.focus();
   }
-  return tokenWait;
+  return signInWait;
 }
 
-/** The token form's submit handler. */
-export function onTokenSubmit(event) {
+const KEY_PREFIX = 'cnp_';
+const ADMIN_SIGN_IN_HOURS = 12;
+
+// Signs in with what was typed. An API key makes a session directly. Anything else is tried
+// as the admin token, which `POST /session` does not take: it issues a short-lived admin key
+// for this sign-in (named so in `GET /keys`) and signs in with that; neither the token nor the
+// key outlives this function.
+async function signIn(secret) {
+  let key = secret;
+  if (!secret.startsWith(KEY_PREFIX)) {
+    const expires = new Date(Date.now() + ADMIN_SIGN_IN_HOURS * 3600 * 1000).toISOString();
+    const made = await send('POST', '/keys', { name: 'canvas sign-in with the admin token', role: 'admin', expires_at: expires }, {
+      Authorization: `Bearer ${secret}`,
+    });
+    if (!made.res.ok) throw new ApiError(made.res.status, made.data);
+    key = made.data && made.data.key;
+  }
+  const { res, data } = await send('POST', '/session', { key });
+  if (!res.ok) throw new ApiError(res.status, data);
+}
+
+/** The sign-in form's submit handler. */
+export async function onSignInSubmit(event) {
   event.preventDefault();
   const value = dom.tokenInput.value.trim();
   if (!value) return;
-  token = value;
-  sessionStorage.setItem(TOKEN_KEY, token);
+  dom.tokenInput.value = '';
+  try {
+    await signIn(value);
+  } catch (err) {
+    dom.tokenMessage.textContent = err.status === 401 || err.status === 403
+      ? 'That key was refused. Enter an API key (or the admin token).'
+      : `Could not sign in: ${err.message}`;
+    dom.tokenInput.focus();
+    return;
+  }
   dom.tokenForm.hidden = true;
-  const resolve = tokenResolve;
-  tokenWait = null;
-  tokenResolve = null;
+  const resolve = signInResolve;
+  signInWait = null;
+  signInResolve = null;
   if (resolve) resolve();
-  tokenListener();
+  signInListener();
+}
+
+/** Ends the session (`DELETE /session`); the page then starts over, signed out. */
+export async function signOut() {
+  try {
+    await send('DELETE', '/session');
+  } finally {
+    location.reload();
+  }
 }
 
 /** `/workspaces/<id><rest>` with the id escaped. */

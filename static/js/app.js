@@ -6,7 +6,11 @@
 //   resume.js    stream position, gaps, reconnect backoff (pure)   — tested in static/tests/
 //   messages.js  chat messages from A2A answers and history (pure) — tested in static/tests/
 //   inbox.js     the approvals inbox as data (pure)                — tested in static/tests/
-//   api.js       HTTP client and the admin token
+//   people.js    presence and "last changed by" as data (pure)     — tested in static/tests/
+//   api.js       HTTP client, sign-in and sign-out (the session cookie)
+//   presence.js  the header's people: who is viewing, who I am, sign out
+//   preview.js   drag previews: this page's drag frames out, other people's drags drawn
+//   conflict.js  If-Match on rename, reparent and delete; the 412 box (what changed, retry)
 //   stream.js    the WebSocket: resume, resync, snapshot loading
 //   canvas.js    cards, layout, viewport: the view of model effects
 //   drag.js      pointer input: drag, drop to nest, pan, collapse
@@ -17,15 +21,18 @@
 //   toast.js     messages in the corner
 //   app.js       wiring and start-up (this file)
 
-import { api, onTokenEntered, onTokenSubmit } from './api.js';
+import { api, onSignedIn, onSignInSubmit } from './api.js';
 import { loadPending, onApprovalEvent, toggleInbox, wireApprovals } from './approvals.js';
 import { applyViewport, fitView, nodes, onWheel, setViewport, show, updateCount, zoomBy } from './canvas.js';
 import { onActivity, onAgentMessage, reloadChat, wireChat } from './chat.js';
-import { cancelDrag, isDragging, wireCanvasInput } from './drag.js';
+import { cancelDrag, isDragging, isDraggingHere, wireCanvasInput } from './drag.js';
 import { handles, reduce } from './model.js';
-import { onWorkspaceEvent, selectWorkspace, toggleNewForm, wirePanel } from './panel.js';
+import { noteChange, onWorkspaceEvent, selectWorkspace, toggleNewForm, wirePanel } from './panel.js';
+import { loadMe, loadPresence, onPresenceFrame, wirePresence } from './presence.js';
+import { onDragFrame, settle } from './preview.js';
+import { closeConflict, wireConflict } from './conflict.js';
 import { model, ui, dom, byId } from './state.js';
-import { loadSnapshot, reconnectNow, resync, setConnection, startStream } from './stream.js';
+import { dragFrameCount, loadSnapshot, reconnectNow, resync, setConnection, startStream } from './stream.js';
 import { reportError, toast } from './toast.js';
 import { onTraffic } from './traffic.js';
 
@@ -33,6 +40,9 @@ import { onTraffic } from './traffic.js';
 // page that care about its kind follow.
 function applyEvent(frame) {
   if (!handles(frame.event)) return; // someone else's
+  if (frame.workspace_id && (frame.event === 'WORKSPACE_LAYOUT_CHANGED' || frame.event === 'WORKSPACE_MOVED')) {
+    settle(String(frame.workspace_id)); // the drop: the server's position wins
+  }
   let effect = null;
   try {
     effect = show(reduce(model, frame));
@@ -51,10 +61,20 @@ function applyEvent(frame) {
     } else if (effect.type === 'approval') {
       onApprovalEvent(frame.event, effect.id, effect.payload);
     }
-    onWorkspaceEvent(frame.workspace_id ? String(frame.workspace_id) : '', frame.event);
+    const id = frame.workspace_id ? String(frame.workspace_id) : '';
+    noteChange(id, frame);
+    onWorkspaceEvent(id, frame.event);
   } catch (err) {
     console.error('canopy: showing', frame.event, err);
   }
+}
+
+// Frames outside the sequence: CONNECTED (re-read who is here), presence, drag previews.
+function applyTransient(frame) {
+  if (frame.event === 'CONNECTED') loadPresence();
+  else if (frame.event === 'PRESENCE_JOINED' || frame.event === 'PRESENCE_LEFT') onPresenceFrame(frame);
+  else if (frame.event === 'DRAG_PREVIEW' || frame.event === 'DRAG_ENDED') onDragFrame(frame, isDraggingHere);
+  else applyEvent(frame);
 }
 
 // Every snapshot (start, reconnect without resume, resync) may have missed approval events and
@@ -69,6 +89,7 @@ async function reload() {
 function onKey(event) {
   if (event.key !== 'Escape') return;
   if (isDragging()) cancelDrag();
+  else if (!dom.conflict.hidden) closeConflict();
   else if (!dom.newForm.hidden) toggleNewForm(false);
   else if (!dom.approvalsPanel.hidden) toggleInbox(false);
   else if (!dom.deleteConfirm.hidden) dom.deleteConfirm.hidden = true;
@@ -81,17 +102,22 @@ function wire() {
   byId('zoom-in').addEventListener('click', () => zoomBy(1.25));
   byId('zoom-out').addEventListener('click', () => zoomBy(0.8));
   byId('fit-view').addEventListener('click', fitView);
-  dom.tokenForm.addEventListener('submit', onTokenSubmit);
-  // A socket that failed for want of the token should not wait out its backoff (before boot
-  // has opened one, boot opens it with the token).
-  onTokenEntered(reconnectNow);
+  dom.tokenForm.addEventListener('submit', onSignInSubmit);
+  // A socket that failed for want of the cookie should not wait out its backoff (before boot
+  // has opened one, boot opens it signed in); the header shows who signed in.
+  onSignedIn(() => {
+    reconnectNow();
+    loadMe();
+  });
+  wirePresence();
+  wireConflict();
   wirePanel();
   wireChat();
   wireApprovals();
 }
 
 // Start-up: viewport and workspaces first (so the page is useful even before the socket is up,
-// and a 401 asks for the token before anything else), then the live stream. The first
+// and a 401 asks to sign in before anything else), then the live stream. The first
 // CONNECTED reloads the workspaces once more so nothing between the GET and the socket going
 // live is missed.
 async function boot() {
@@ -105,7 +131,8 @@ async function boot() {
     reportError(err, 'Could not load the view');
   }
   await reload();
-  startStream(applyEvent, reload);
+  loadMe();
+  startStream(applyEvent, reload, applyTransient);
 }
 
 /** For tests and the console: the page's state and a few of its actions. */
@@ -115,6 +142,7 @@ window.canopy = {
   resync: () => resync('requested'),
   select: selectWorkspace,
   nodes,
+  dragFrameCount, // drag frames sent on the socket
 };
 
 boot();

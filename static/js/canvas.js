@@ -26,6 +26,8 @@ const ZOOM_MAX = 4; // the server accepts (0, 10]
 export const nodes = new Map();
 /** id -> {x,y}: where a dragged card is shown until its PATCH settles. */
 export const overrides = new Map();
+/** id -> {x,y}: where another person is dragging a card right now (DRAG_PREVIEW). */
+export const previews = new Map();
 /** id -> box its ancestors keep using while it is dragged. */
 export const frozenBoxes = new Map();
 
@@ -104,9 +106,9 @@ function renderToggle(id) {
 
 // ------------------------------------------------------------------ layout
 
-/** Where a card is shown: its drag override, else its position in the model. */
+/** Where a card is shown: this page's drag, else another person's, else the model's place. */
 export function positionOf(id) {
-  const o = overrides.get(id);
+  const o = overrides.get(id) || previews.get(id);
   if (o) return o;
   const ws = model.workspaces.get(id);
   return { x: ws.x, y: ws.y };
@@ -215,6 +217,7 @@ export function updateCount() {
 function dropNode(id) {
   forgetDrag(id);
   overrides.delete(id);
+  previews.delete(id);
   frozenBoxes.delete(id);
   const n = nodes.get(id);
   if (n) n.el.remove();

@@ -7,9 +7,11 @@ import {
   saveViewportSoon, show, CARD_W, CARD_H,
 } from './canvas.js';
 import * as m from './model.js';
+import { heldCopy, ifMatch, showConflict } from './conflict.js';
 import { renderPanelDetails, selectWorkspace } from './panel.js';
+import { clearPreview, dragMoved, stopDragFrames } from './preview.js';
 import { model, ui, dom } from './state.js';
-import { reportError } from './toast.js';
+import { reportError, toast } from './toast.js';
 
 const DRAG_THRESHOLD_PX = 4; // less than this is a click, not a drag
 
@@ -21,11 +23,17 @@ export function isDragging() {
   return !!drag;
 }
 
+/** Whether this page is dragging `id` (another person's preview of it is not drawn then). */
+export function isDraggingHere(id) {
+  return !!drag && drag.id === id;
+}
+
 /** Called when a workspace leaves the canvas: a drag of it ends without saving. */
 export function forgetDrag(id) {
   if (drag && drag.id === id) {
     endDragVisuals(drag);
     drag = null;
+    stopDragFrames();
   }
 }
 
@@ -39,6 +47,7 @@ function onPointerDown(event) {
 
 function startDrag(event, id) {
   if (!model.workspaces.has(id) || overrides.has(id)) return; // its last move is still saving
+  clearPreview(id); // someone else's drag of it: this one takes over here
   const p = positionOf(id);
   drag = {
     id, pointerId: event.pointerId, startX: event.clientX, startY: event.clientY,
@@ -72,8 +81,10 @@ function moveDrag(event) {
     document.body.classList.add('is-dragging');
   }
   const z = ui.viewport.zoom;
-  overrides.set(drag.id, { x: Math.round(drag.originX + dx / z), y: Math.round(drag.originY + dy / z) });
+  const pos = { x: Math.round(drag.originX + dx / z), y: Math.round(drag.originY + dy / z) };
+  overrides.set(drag.id, pos);
   fit(drag.id);
+  dragMoved(drag.id, pos.x, pos.y);
   setDropTarget(dropTargetAt(event.clientX, event.clientY));
 }
 
@@ -154,6 +165,7 @@ export function cancelDrag() {
   const d = drag;
   drag = null;
   endDragVisuals(d);
+  if (d.moved) stopDragFrames({ x: d.originX, y: d.originY });
   overrides.delete(d.id);
   frozenBoxes.delete(d.id);
   if (model.workspaces.has(d.id)) fitUp(d.id);
@@ -165,6 +177,7 @@ export function cancelDrag() {
 async function finishDrag(d, targetId) {
   drag = null;
   endDragVisuals(d);
+  stopDragFrames();
   const id = d.id;
   const pos = overrides.get(id);
   if (!model.workspaces.has(id) || !pos) {
@@ -185,31 +198,56 @@ async function finishDrag(d, targetId) {
       fit(id);
     }
   }
+  const held = heldCopy(id);
   if (!('parent_id' in body) && pos.x === d.originX && pos.y === d.originY) {
     overrides.delete(id);
     frozenBoxes.delete(id);
     fitUp(id);
     return;
   }
-  let error = null;
-  try {
-    await api('PATCH', workspacePath(id), body);
-  } catch (err) {
-    error = err;
-  }
+  const error = await saveMove(id, body, m.versionOf(model, id));
   overrides.delete(id);
   frozenBoxes.delete(id);
   if (!model.workspaces.has(id)) return; // removed while saving
-  if (!error) {
-    // Apply it now; the echoed LAYOUT_CHANGED / MOVED events are idempotent.
-    m.setLayout(model, id, body.x, body.y);
-    if ('parent_id' in body) show(m.setParent(model, id, body.parent_id));
-  }
   fitUp(id);
-  if (error) {
-    const what = error.status === 409 ? 'Move refused' : 'Could not save the move';
-    reportError(error, what);
+  if (error && error.status === 412) {
+    // Reparented by someone else meanwhile (or renamed, paused…): say what, offer the move again.
+    showConflict('Move', id, held, error, (v) => retryMove(id, body, v));
+  } else if (error) {
+    if (error.status === 403) {
+      toast('Move refused: you can view this canvas but not edit it (the server answered 403).', 'error');
+    } else {
+      reportError(error, error.status === 409 ? 'Move refused' : 'Could not save the move');
+    }
   }
+  if (ui.selected === id) renderPanelDetails();
+}
+
+// One PATCH for a drop; a reparent carries If-Match (a plain move does not: the last position
+// wins). On success the model takes it now; the echoed LAYOUT_CHANGED / MOVED events are
+// idempotent. Resolves to the error, or null.
+async function saveMove(id, body, version) {
+  const headers = 'parent_id' in body ? ifMatch(id, version) : {};
+  try {
+    const res = await api('PATCH', workspacePath(id), body, { headers });
+    if (model.workspaces.has(id)) {
+      m.setLayout(model, id, body.x, body.y);
+      if ('parent_id' in body) show(m.setParent(model, id, body.parent_id));
+      m.noteVersion(model, id, res && res.version);
+    }
+    return null;
+  } catch (err) {
+    return err;
+  }
+}
+
+async function retryMove(id, body, version) {
+  const held = heldCopy(id);
+  const error = await saveMove(id, body, version);
+  if (!model.workspaces.has(id)) return;
+  fitUp(id);
+  if (error && error.status === 412) showConflict('Move', id, held, error, (v) => retryMove(id, body, v));
+  else if (error) reportError(error, 'Could not save the move');
   if (ui.selected === id) renderPanelDetails();
 }
 

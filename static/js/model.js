@@ -284,6 +284,39 @@ function statusFields(event, p) {
   return fields;
 }
 
+/** The newest version the page knows of `id` (a number), or null when none is known. */
+export function versionOf(model, id) {
+  const ws = model.workspaces.get(id);
+  return ws && typeof ws.version === 'number' ? ws.version : null;
+}
+
+/** Keeps the newest version seen of `id` (from a snapshot, an event or a PATCH answer). */
+export function noteVersion(model, id, version) {
+  const ws = model.workspaces.get(id);
+  if (!ws || typeof version !== 'number' || !Number.isFinite(version)) return;
+  if (typeof ws.version !== 'number' || version > ws.version) ws.version = version;
+}
+
+/**
+ * What differs between the workspace the page held (`held`) and the server's current one
+ * (`current`, a 412 answer's `workspace`), in words: "name is now “Ops”", "it was moved",
+ * "it is now paused"… `nameOfParent(id)` names a parent.
+ */
+export function describeChanges(held, current, nameOfParent = (id) => id) {
+  if (!current || typeof current !== 'object') return [];
+  const out = [];
+  if (held && 'name' in current && current.name !== held.name) out.push(`name is now “${current.name}”`);
+  if (held && 'parent_id' in current && (current.parent_id || null) !== (held.parent_id || null)) {
+    out.push(current.parent_id ? `it is now inside “${nameOfParent(String(current.parent_id))}”` : 'it is now at the top level');
+  }
+  if (held && 'role' in current && (current.role || '') !== (held.role || '')) out.push(`role is now “${current.role || ''}”`);
+  if (held && 'status' in current && current.status !== held.status) out.push(`it is now ${current.status}`);
+  if (held && 'x' in current && 'y' in current && (num(current.x) !== num(held.x) || num(current.y) !== num(held.y))) {
+    out.push('it was moved');
+  }
+  return out;
+}
+
 /** Whether this page applies events of kind `event` (others are someone else's). */
 export function handles(event) {
   return Object.hasOwn(STATUS_EVENTS, event) || Object.hasOwn(reducers, event);
@@ -296,8 +329,12 @@ export function handles(event) {
 export function reduce(model, frame) {
   const id = frame.workspace_id ? String(frame.workspace_id) : '';
   const payload = frame.payload && typeof frame.payload === 'object' ? frame.payload : {};
+  let effect = null;
   if (Object.hasOwn(STATUS_EVENTS, frame.event)) {
-    return knownOrMissing(setFields(model, id, statusFields(frame.event, payload)), id);
+    effect = knownOrMissing(setFields(model, id, statusFields(frame.event, payload)), id);
+  } else if (Object.hasOwn(reducers, frame.event)) {
+    effect = reducers[frame.event](model, id, payload, frame.event);
   }
-  return Object.hasOwn(reducers, frame.event) ? reducers[frame.event](model, id, payload, frame.event) : null;
+  noteVersion(model, id, payload.version);
+  return effect;
 }

@@ -4,7 +4,9 @@
 import { api, workspacePath } from './api.js';
 import { addWorkspaceNow, markSelected, positionOf, placementFor, removeSubtree, show } from './canvas.js';
 import { openChat, showReachability } from './chat.js';
+import { heldCopy, ifMatch, showConflict } from './conflict.js';
 import * as m from './model.js';
+import * as people from './people.js';
 import { model, ui, dom } from './state.js';
 import { reportError, toast } from './toast.js';
 import { debounce, duration, make, num, percent, shortTime, statusClass } from './util.js';
@@ -13,6 +15,24 @@ const PANEL_REFRESH_DELAY_MS = 300;
 const FEED_LIMIT = 50;
 
 const nameOf = (id) => m.nameOf(model, id);
+
+// Who last moved, renamed or paused each workspace, from the events' `actor` (live frames and
+// the panel's structure events).
+const changes = people.createChanges();
+const CHANGE_LABELS = [['moved', 'Moved by'], ['renamed', 'Renamed by'], ['paused', 'Paused by']];
+
+/** Notes who made an event's change (see people.noteChange). */
+export function noteChange(id, item) {
+  return people.noteChange(changes, id, item);
+}
+
+function changeRows(id) {
+  const record = changes.get(id) || {};
+  return CHANGE_LABELS.filter(([kind]) => record[kind]).map(([kind, label]) => {
+    const { actor, at } = record[kind];
+    return [label, at ? `${actor.name}, ${new Date(at).toLocaleString()}` : actor.name];
+  });
+}
 
 /** Opens the panel of `id` (null closes it). */
 export function selectWorkspace(id) {
@@ -84,6 +104,7 @@ export function renderPanelDetails() {
     ] : []),
     ['Last error', ws.last_sample_error || ws.last_error],
     ['Created', ws.created_at ? new Date(ws.created_at).toLocaleString() : undefined],
+    ...changeRows(id),
   ];
   const fragment = document.createDocumentFragment();
   for (const [label, value] of rows) {
@@ -124,6 +145,7 @@ function activityItem(a) {
 function eventItem(e) {
   const li = make('li');
   li.append(make('time', '', shortTime(e.created_at)), make('span', 'kind', e.event_type || 'event'));
+  if (e.actor && e.actor.name) li.append(make('span', 'actor', ` by ${e.actor.name}`));
   const text = payloadText(e.payload);
   if (text) li.append(make('span', 'detail', text.length > 160 ? `${text.slice(0, 157)}…` : text));
   return li;
@@ -160,7 +182,11 @@ async function refreshEvents() {
   if (!id) return;
   try {
     const rows = await api('GET', `/events/${encodeURIComponent(id)}?limit=${FEED_LIMIT}`);
-    if (ui.selected === id) renderFeed(dom.events, rows, eventItem, 'No structure events.');
+    let noted = false;
+    for (const row of Array.isArray(rows) ? rows : []) noted = noteChange(id, row) || noted;
+    if (ui.selected !== id) return;
+    renderFeed(dom.events, rows, eventItem, 'No structure events.');
+    if (noted) renderPanelDetails();
   } catch (err) {
     if (ui.selected === id) dom.events.replaceChildren(make('li', 'empty', `Events unavailable: ${err.message}`));
   }
@@ -196,12 +222,21 @@ async function onRename(event) {
   const id = ui.selected;
   const name = dom.renameInput.value.trim();
   if (!id || !name) return;
+  rename(id, name, m.versionOf(model, id));
+}
+
+// A rename applies only to the version the page holds (If-Match); a 412 asks whether to rename
+// the changed workspace anyway.
+async function rename(id, name, version) {
+  const held = heldCopy(id);
   try {
-    await api('PATCH', workspacePath(id), { name });
+    const res = await api('PATCH', workspacePath(id), { name }, { headers: ifMatch(id, version) });
     show(m.setFields(model, id, { name }));
+    m.noteVersion(model, id, res && res.version);
     if (ui.selected === id) renderPanelDetails();
   } catch (err) {
-    reportError(err, 'Rename failed');
+    if (err.status === 412) showConflict('Rename', id, held, err, (v) => rename(id, name, v));
+    else reportError(err, 'Rename failed');
   }
 }
 
@@ -217,10 +252,13 @@ async function postAction(action) {
 
 // Deleting a workspace with children needs confirmation: the server answers 409
 // confirmation_required, we show what would go, and retry with ?confirm=true.
-async function deleteWorkspace(id, confirmed) {
+async function deleteWorkspace(id, confirmed, version = m.versionOf(model, id)) {
   if (!id) return;
+  const held = heldCopy(id);
   try {
-    const res = await api('DELETE', workspacePath(id, confirmed ? '?confirm=true' : ''));
+    const res = await api('DELETE', workspacePath(id, confirmed ? '?confirm=true' : ''), undefined, {
+      headers: ifMatch(id, version),
+    });
     dom.deleteConfirm.hidden = true;
     const name = nameOf(id);
     removeSubtree(id); // the WORKSPACE_REMOVED events will agree
@@ -228,6 +266,7 @@ async function deleteWorkspace(id, confirmed) {
     toast(`Deleted ${name}${extra}.`, 'info');
   } catch (err) {
     if (err.status === 409 && err.body && err.body.status === 'confirmation_required') showDeleteConfirm(id, err.body);
+    else if (err.status === 412) showConflict('Delete', id, held, err, (v) => deleteWorkspace(id, confirmed, v));
     else reportError(err, 'Delete failed');
   }
 }

@@ -2,7 +2,7 @@
 // the position), reconnected with jittered backoff, and the snapshot (`GET /workspaces`)
 // loaded under it so nothing between "snapshot taken" and "live" is lost.
 
-import { api, currentToken } from './api.js';
+import { api, askToSignIn } from './api.js';
 import { applySnapshot } from './canvas.js';
 import * as resume from './resume.js';
 import { cursor, ui, dom } from './state.js';
@@ -11,6 +11,7 @@ import { reportError } from './toast.js';
 const PING_INTERVAL_MS = 25000;
 const CONNECTED_WAIT_MS = 3000; // if a server never sends CONNECTED, carry on anyway
 const RESYNC_SPACING_MS = 10000; // resyncs closer than this in a row wait a growing backoff
+const CLOSE_CREDENTIAL_ENDED = 4001; // the key or session the socket was opened with ended
 
 const rt = {
   started: false, // the first socket has been opened
@@ -23,9 +24,12 @@ const rt = {
   retryTimer: null,
   pingTimer: null,
   connectedTimer: null,
+  dragSent: false, // this socket carried a drag frame
+  dragOff: false, // this socket's server refused one: send no more on it
 };
 
 let applyFrame = () => {};
+let applyTransient = () => {};
 let snapshot = loadSnapshot;
 
 // While a snapshot loads, events are queued and applied on top of it afterwards: the socket
@@ -69,8 +73,6 @@ function socketUrl(resumeFrom) {
   const url = new URL('/ws', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
   if (resumeFrom) for (const [key, value] of Object.entries(resumeFrom)) url.searchParams.set(key, value);
-  const token = currentToken();
-  if (token) url.searchParams.set('token', token);
   return url.toString();
 }
 
@@ -96,10 +98,12 @@ function dropSocket() {
 /**
  * Starts the stream; `onEvent(frame)` gets every new event frame, in seq order, after the
  * snapshot it belongs on; `reload()` is called for each fresh start (it must call
- * loadSnapshot).
+ * loadSnapshot); `onTransient(frame)` gets frames outside the sequence (presence, drag
+ * previews) and CONNECTED, as they come.
  */
-export function startStream(onEvent, reload = loadSnapshot) {
+export function startStream(onEvent, reload = loadSnapshot, onTransient = () => {}) {
   applyFrame = onEvent;
+  applyTransient = onTransient;
   snapshot = reload;
   connect();
 }
@@ -118,6 +122,8 @@ function connect() {
   const from = resume.resumeQuery(cursor);
   rt.resuming = !!from;
   rt.connected = false;
+  rt.dragSent = false;
+  rt.dragOff = false;
   let sock;
   try {
     sock = new WebSocket(socketUrl(from));
@@ -132,11 +138,16 @@ function connect() {
     rt.connectedTimer = setTimeout(() => onConnected(sock, {}), CONNECTED_WAIT_MS);
   };
   sock.onmessage = (message) => onFrame(sock, message.data);
-  sock.onclose = () => {
+  sock.onclose = (event) => {
     if (rt.ws !== sock) return;
     rt.ws = null;
     stopSocketTimers();
     setConnection('reconnecting');
+    if (event.code === CLOSE_CREDENTIAL_ENDED) {
+      // Retrying with the same cookie would be refused: sign in again first.
+      askToSignIn('Your session ended (signed out, expired or revoked). Sign in again.').then(reconnectNow);
+      return;
+    }
     scheduleReconnect();
   };
 }
@@ -149,6 +160,24 @@ function scheduleReconnect() {
 
 function send(object) {
   if (socketIsOpen()) rt.ws.send(JSON.stringify(object));
+}
+
+/**
+ * Sends a drag frame when the socket is open; a server that answers drag frames with an error
+ * (one from before drag previews) gets no more on this socket: refused frames count against it.
+ */
+export function sendDragFrame(frame) {
+  if (rt.dragOff || !socketIsOpen()) return;
+  rt.dragSent = true;
+  dragFramesSent += 1;
+  send(frame);
+}
+
+let dragFramesSent = 0;
+
+/** How many drag frames this page has sent (for tests and the console). */
+export function dragFrameCount() {
+  return dragFramesSent;
 }
 
 function onConnected(sock, payload) {
@@ -202,10 +231,19 @@ function onFrame(sock, data) {
   } catch (_) {
     return;
   }
+  if (frame && frame.type === 'error' && rt.dragSent && !rt.dragOff) {
+    rt.dragOff = true;
+    console.info('canopy: drag previews refused on this socket:', frame.error);
+  }
   // pong and error frames carry no event.
   if (!frame || typeof frame !== 'object' || typeof frame.event !== 'string') return;
   if (frame.event === 'CONNECTED') {
     onConnected(sock, frame.payload || {});
+    applyTransient(frame);
+    return;
+  }
+  if (typeof frame.seq !== 'number' && frame.event !== 'RESYNC_REQUIRED') {
+    applyTransient(frame); // presence, drag previews: not part of the stream
     return;
   }
   if (frame.event === 'RESYNC_REQUIRED') {

@@ -3,7 +3,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  addWorkspace, childrenOf, createModel, descendantsOf, handles, isDescendant, parentOf, reduce, replaceAll,
+  addWorkspace, childrenOf, createModel, describeChanges, descendantsOf, handles, isDescendant, noteVersion, parentOf,
+  reduce, replaceAll, versionOf,
 } from '../js/model.js';
 
 const frame = (event, workspace_id, payload = {}, seq = undefined) => ({ event, workspace_id, payload, seq });
@@ -137,4 +138,30 @@ test('the page handles its own kinds only, including ones that change nothing', 
   for (const kind of ['CONNECTED', 'SOMETHING_NEW', 'toString', '__proto__']) assert.equal(handles(kind), false, kind);
   const model = org();
   assert.equal(reduce(model, frame('toString', 'eng')), null, 'no prototype lookups');
+});
+
+test('versions: the newest seen is kept, from snapshots, events and answers', () => {
+  const model = createModel();
+  replaceAll(model, [{ id: 'w1', name: 'A', version: 3 }, { id: 'w2', name: 'B' }]);
+  assert.equal(versionOf(model, 'w1'), 3);
+  assert.equal(versionOf(model, 'w2'), null, 'a server without versions');
+  reduce(model, { event: 'WORKSPACE_UPDATED', workspace_id: 'w1', payload: { name: 'A2', version: 5 }, seq: 1 });
+  assert.equal(versionOf(model, 'w1'), 5);
+  reduce(model, { event: 'TASK_UPDATED', workspace_id: 'w1', payload: { active_tasks: 1, version: 4 }, seq: 2 });
+  assert.equal(versionOf(model, 'w1'), 5, 'an older version never wins');
+  noteVersion(model, 'w1', 6);
+  noteVersion(model, 'w1', 'x');
+  noteVersion(model, 'nope', 9);
+  assert.equal(versionOf(model, 'w1'), 6);
+});
+
+test('a 412 is described by what changed', () => {
+  const held = { name: 'Support', parent_id: null, role: 'r', status: 'online', x: 1, y: 2 };
+  assert.deepEqual(describeChanges(held, { ...held }), []);
+  assert.deepEqual(
+    describeChanges(held, { ...held, name: 'Help desk', parent_id: 'p1', status: 'paused', x: 5 }, (id) => `name of ${id}`),
+    ['name is now “Help desk”', 'it is now inside “name of p1”', 'it is now paused', 'it was moved'],
+  );
+  assert.deepEqual(describeChanges({ ...held, parent_id: 'p1' }, { ...held }), ['it is now at the top level']);
+  assert.deepEqual(describeChanges(held, null), []);
 });

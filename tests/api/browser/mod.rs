@@ -19,7 +19,9 @@ use serde_json::{json, Value};
 use crate::helpers::{spawn_on, TestApp, TestDb, TestOptions};
 
 mod chat_and_approvals;
+mod collab;
 mod page_files;
+mod people;
 
 /// What a step may wait for a page to show before the test fails.
 const PAGE_WAIT: Duration = Duration::from_secs(10);
@@ -965,7 +967,17 @@ async fn token_scenario(
     page.wait_card("live card with token", &second, PAGE_WAIT, |_| true)
         .await?;
 
-    // A reload keeps the token for the session: no second prompt.
+    // The page signed in (the admin token through a short-lived key it issued itself) and
+    // holds only the HttpOnly cookie: nothing in storage, nothing a script can read.
+    let held = page
+        .js(
+            "return [localStorage.length + sessionStorage.length, document.cookie];",
+            vec![],
+        )
+        .await?;
+    anyhow::ensure!(held == json!([0, ""]), "a credential within reach: {held}");
+
+    // A reload keeps the session (the cookie): no second prompt.
     page.client.refresh().await?;
     page.wait_connection("live", PAGE_WAIT).await?;
     let asked = page

@@ -1,0 +1,112 @@
+// Nodes move while they are dragged (issue 15): this page's drag sends its position on the
+// socket (at most ~30 frames a second, the last one repeated while the pointer rests so the
+// server does not end the drag), and other people's drags arrive as DRAG_PREVIEW and are drawn
+// until their drop (the layout event) or DRAG_ENDED puts the card where the server says.
+
+import { fitUp, nodes, previews } from './canvas.js';
+import { me } from './presence.js';
+import { model } from './state.js';
+import { sendDragFrame } from './stream.js';
+
+const DRAG_FRAME_INTERVAL_MS = 34; // at most ~30 drag frames a second
+const DRAG_REST_REPEAT_MS = 1000; // the server ends a drag after 2 s without a frame
+// After a drop's layout event, previews of that card are ignored this long: the dragging page's
+// last positions travel on another lane and may arrive after the drop, and nothing ends them.
+const SETTLE_MS = 1000;
+
+const settledAt = new Map(); // id -> performance.now() of its last layout event
+
+// This page's drag: the last position, when it was sent, and the timers.
+let out = null; // { id, x, y, sentAt, pending, trailing, rest }
+
+function mayEdit() {
+  // A viewer's frames would be refused (and count as invalid frames): send none.
+  return !me.who || me.who.role !== 'viewer';
+}
+
+function flush() {
+  if (!out) return;
+  clearTimeout(out.trailing);
+  out.trailing = null;
+  out.pending = false;
+  out.sentAt = performance.now();
+  sendDragFrame({ type: 'drag', workspace_id: out.id, x: out.x, y: out.y });
+}
+
+/** This page's drag of `id` is at x,y: tell the others (throttled). */
+export function dragMoved(id, x, y) {
+  if (!mayEdit()) return;
+  if (!out || out.id !== id) {
+    stopDragFrames();
+    out = { id, x, y, sentAt: -Infinity, pending: false, trailing: null, rest: null };
+    out.rest = setInterval(() => {
+      if (out && performance.now() - out.sentAt >= DRAG_REST_REPEAT_MS) flush();
+    }, DRAG_REST_REPEAT_MS / 2);
+  }
+  out.x = x;
+  out.y = y;
+  const wait = out.sentAt + DRAG_FRAME_INTERVAL_MS - performance.now();
+  if (wait <= 0) flush();
+  else if (!out.pending) {
+    out.pending = true;
+    out.trailing = setTimeout(flush, wait);
+  }
+}
+
+/**
+ * This page's drag ended. `finalPosition` (a cancelled drag's origin) is sent at once so the
+ * others show it; after a drop the PATCH's layout event settles them.
+ */
+export function stopDragFrames(finalPosition) {
+  if (!out) return;
+  if (finalPosition) {
+    out.x = finalPosition.x;
+    out.y = finalPosition.y;
+    flush();
+  } else if (out.pending) {
+    flush();
+  }
+  clearTimeout(out.trailing);
+  clearInterval(out.rest);
+  out = null;
+}
+
+function setPreviewClass(id, on) {
+  const n = nodes.get(id);
+  if (n) n.el.classList.toggle('previewing', on);
+}
+
+/** Forgets another person's drag of `id` and shows the card where the model has it. */
+export function clearPreview(id) {
+  if (!previews.delete(id)) return;
+  setPreviewClass(id, false);
+  if (model.workspaces.has(id)) fitUp(id);
+}
+
+/** A layout event for `id` arrived (a drop): the server's position wins over any preview. */
+export function settle(id) {
+  settledAt.set(id, performance.now());
+  clearPreview(id);
+}
+
+/** DRAG_PREVIEW / DRAG_ENDED from another canvas. `isDraggingHere(id)`: this page holds it. */
+export function onDragFrame(frame, isDraggingHere) {
+  const p = frame.payload || {};
+  const id = String(frame.workspace_id || p.workspace_id || '');
+  if (!id || !model.workspaces.has(id)) return;
+  if (frame.event === 'DRAG_ENDED') {
+    clearPreview(id);
+    return;
+  }
+  const x = Number(p.x);
+  const y = Number(p.y);
+  if (!Number.isFinite(x) || !Number.isFinite(y) || isDraggingHere(id)) return;
+  const settled = settledAt.get(id);
+  if (settled !== undefined) {
+    if (performance.now() - settled < SETTLE_MS) return; // a late preview of the drop
+    settledAt.delete(id);
+  }
+  previews.set(id, { x: Math.round(x), y: Math.round(y) });
+  setPreviewClass(id, true);
+  fitUp(id);
+}
