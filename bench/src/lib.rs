@@ -85,12 +85,32 @@ pub struct BenchConfig {
 }
 
 /// Which instance the failover scenario kills, and when.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct Kill {
     /// Index into `urls` (and `pids`: the process that is sent SIGKILL).
     pub instance: usize,
     /// Time into the measured window.
     pub after: Duration,
+    /// Takes the instance down instead of SIGKILL to its pid: for an instance that is not a
+    /// process of its own (the in-process servers of the tests).
+    pub by: Option<KillHook>,
+}
+
+/// Takes an instance down; `Err` says why it could not.
+pub type KillHook = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+impl std::fmt::Debug for Kill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kill")
+            .field("instance", &self.instance)
+            .field("after", &self.after)
+            .field("by", &self.by.as_ref().map(|_| "hook"))
+            .finish()
+    }
 }
 
 impl BenchConfig {
@@ -167,7 +187,7 @@ impl BenchConfig {
             if self.urls.len() < 2 {
                 return usage("killing an instance needs at least two --url".into());
             }
-            if self.pids.len() != self.urls.len() {
+            if kill.by.is_none() && self.pids.len() != self.urls.len() {
                 return usage("killing an instance needs one --pid per --url, in order".into());
             }
             if kill.instance >= self.urls.len() {
@@ -279,15 +299,16 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     let cpu_before = cpu_now(&config.pids);
     let measuring = Instant::now();
     let mut killed = None;
-    if let Some(kill) = config.kill {
+    if let Some(kill) = config.kill.clone() {
         driver.run_until(config.warmup + kill.after).await;
         api.mark_down(kill.instance);
-        let pid = config.pids[kill.instance];
-        killed = Some((kill, Instant::now(), sigkill(pid).await));
-        progress(format_args!(
-            "instance {} (pid {pid}) killed",
-            kill.instance
-        ));
+        let at = Instant::now();
+        let done = match &kill.by {
+            Some(hook) => hook().await,
+            None => sigkill(config.pids[kill.instance]).await,
+        };
+        progress(format_args!("instance {} taken down", kill.instance));
+        killed = Some((kill, at, done));
     }
     driver.run_until(config.warmup + config.duration).await;
     shared.end_measuring(driver.issued + 1);
@@ -340,7 +361,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
 
     let mut failover = killed.map(|(kill, at, signalled)| FailoverReport {
         instance: kill.instance,
-        pid: config.pids[kill.instance],
+        pid: config.pids.get(kill.instance).copied().unwrap_or(0),
         after_s: kill.after.as_secs_f64(),
         kill_error: signalled.err(),
         sockets_on_instance: (0..config.clients)

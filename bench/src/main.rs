@@ -85,7 +85,11 @@ fn main() {
             eprintln!("canopy-bench: --kill-after must be a number of seconds");
             std::process::exit(2);
         };
-        config.kill = Some(Kill { instance, after });
+        config.kill = Some(Kill {
+            instance,
+            after,
+            by: None,
+        });
     }
     if let Err(e) = config.validate() {
         eprintln!("canopy-bench: {e}");
