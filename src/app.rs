@@ -209,6 +209,11 @@ impl Application {
         let (published, to_publish) = mpsc::unbounded_channel();
         let committer = GroupCommitter::start(store.clone(), published);
         tokio::spawn(publish_batches(backplane.clone(), to_publish));
+        tokio::spawn(crate::realtime::volatile::run(
+            Arc::clone(&hub),
+            backplane.clone(),
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(
             Relay::new(store.clone(), Arc::clone(&hub)).run(signals_rx, shutdown_rx.clone()),
         );
@@ -267,6 +272,9 @@ impl Application {
                 App::new()
                     .app_data(server_state.clone())
                     .configure(http::configure)
+                    // Innermost: a refused request (limits, 401/403) claims no key, and keys
+                    // are scoped by the principal resolved outside it.
+                    .wrap(from_fn(http::idempotency::middleware))
                     // Inside the limits: a refused request costs no credential lookup.
                     .wrap(from_fn(http::principal::enforce))
                     .wrap(from_fn(http::rate_limit::limit))

@@ -38,6 +38,13 @@ pub enum AppError {
     },
     #[error("moved to {0}")]
     MovedPermanently(String),
+    /// 412 (RFC 9110 §15.5.13): an `If-Match` that names no current version. The body carries
+    /// the workspace as it is now, and `ETag` its version, so the client can show what changed.
+    #[error("precondition failed: the workspace is at version {version}")]
+    PreconditionFailed {
+        version: i64,
+        current: serde_json::Value,
+    },
     #[error("{0}")]
     Unavailable(String),
     #[error(transparent)]
@@ -99,6 +106,7 @@ impl ResponseError for AppError {
             AppError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
             AppError::WithBody { status, .. } => *status,
             AppError::MovedPermanently(_) => StatusCode::MOVED_PERMANENTLY,
+            AppError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -111,6 +119,16 @@ impl ResponseError for AppError {
             AppError::MovedPermanently(location) => HttpResponse::build(status)
                 .insert_header(("Location", location.as_str()))
                 .json(json!({ "error": "workspace moved", "forwarded_to": location })),
+            AppError::PreconditionFailed { version, current } => HttpResponse::build(status)
+                .insert_header((
+                    actix_web::http::header::ETAG,
+                    crate::domain::versions::etag(*version),
+                ))
+                .json(json!({
+                    "error": format!("If-Match: the workspace is at version {version}"),
+                    "version": version,
+                    "workspace": current,
+                })),
             AppError::Internal(cause) => {
                 tracing::error!(error = ?cause, "internal error");
                 HttpResponse::build(status).json(json!({ "error": "internal server error" }))

@@ -5,6 +5,7 @@ use uuid::Uuid;
 use crate::domain::events::{json_number, EventKind};
 use crate::domain::status::WorkspaceStatus;
 use crate::domain::validation::{RuntimeName, Tier, WorkspaceName, WorkspaceRole};
+use crate::domain::versions::IfMatch;
 use crate::error::{AppError, AppResult};
 use crate::store::workspaces::{
     self as ws, DescriptionChanges, LayoutRow, NewWorkspace, WorkspaceRow,
@@ -110,9 +111,38 @@ pub struct WorkspacePatch {
     pub collapsed: Option<bool>,
 }
 
-pub fn patch(tx: &mut Tx<'_>, id: Uuid, patch: WorkspacePatch) -> AppResult<()> {
+/// Refuses the command with 412 unless `if_match` holds for the row's version. Callers hold
+/// the stream lock, under which every version bump happens, so the version compared here is the
+/// one the command's own changes build on: compare and write are atomic.
+fn check_if_match(
+    tx: &mut Tx<'_>,
+    row: &WorkspaceRow,
+    if_match: Option<&IfMatch>,
+) -> AppResult<()> {
+    match if_match {
+        Some(condition) if !condition.holds(row.version) => {
+            let current = ws::find(tx.conn(), row.id.0)?;
+            Err(AppError::PreconditionFailed {
+                version: row.version,
+                current: serde_json::to_value(current).map_err(|e| AppError::Internal(e.into()))?,
+            })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Applies a PATCH and returns the workspace's version after it (unchanged when nothing
+/// changed). With `if_match`, only if it holds for the current version (else 412); without
+/// it, the last writer wins.
+pub fn patch(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    patch: WorkspacePatch,
+    if_match: Option<IfMatch>,
+) -> AppResult<i64> {
     tx.lock_stream()?;
     let row = ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
+    check_if_match(tx, &row, if_match.as_ref())?;
     let now = Utc::now();
 
     // Description: only fields that actually change are written and reported.
@@ -190,7 +220,7 @@ pub fn patch(tx: &mut Tx<'_>, id: Uuid, patch: WorkspacePatch) -> AppResult<()> 
             json!({ "x": json_number(layout.x), "y": json_number(layout.y), "collapsed": layout.collapsed }),
         ))?;
     }
-    Ok(())
+    Ok(ws::version(tx.conn(), id)?.unwrap_or(row.version))
 }
 
 pub struct Removal {
@@ -204,9 +234,17 @@ impl Removal {
     }
 }
 
-pub fn delete(tx: &mut Tx<'_>, id: Uuid, confirmed: bool) -> AppResult<Removal> {
+/// Removes a workspace (and, `confirmed`, its descendants). With `if_match`, only if it holds
+/// for the workspace's current version (else 412); descendants are not compared.
+pub fn delete(
+    tx: &mut Tx<'_>,
+    id: Uuid,
+    confirmed: bool,
+    if_match: Option<IfMatch>,
+) -> AppResult<Removal> {
     tx.lock_stream()?;
-    ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
+    let row = ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
+    check_if_match(tx, &row, if_match.as_ref())?;
     let children = ws::live_children(tx.conn(), id)?;
     if !children.is_empty() && !confirmed {
         let listed: Vec<Value> = children

@@ -95,6 +95,25 @@ impl EventKind {
                 | EventKind::ApprovalDecided
         )
     }
+
+    /// Whether an event of this kind announces a change of the workspace's own row (status,
+    /// description, parent, layout, current task, agent card): appending one adds 1 to the
+    /// workspace's version. Agent assignment, activity, messages and approvals live in other
+    /// tables; their events carry the version as it is.
+    pub fn changes_workspace(self) -> bool {
+        !matches!(
+            self,
+            EventKind::AgentAssigned
+                | EventKind::AgentReplaced
+                | EventKind::AgentRemoved
+                | EventKind::AgentMoved
+                | EventKind::ActivityLogged
+                | EventKind::AgentMessage
+                | EventKind::ApprovalRequested
+                | EventKind::ApprovalEscalated
+                | EventKind::ApprovalDecided
+        )
+    }
 }
 
 /// Coordinates and other floats: whole values serialize without a fraction (`100`, not

@@ -9,3 +9,4 @@ pub mod ids;
 pub mod people;
 pub mod status;
 pub mod validation;
+pub mod versions;

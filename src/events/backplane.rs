@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::redis::RedisBackplane;
+use crate::realtime::volatile::VolatileBatch;
 use crate::store::LiveEvent;
 
 /// What a backplane hands to the Relay.
@@ -17,6 +18,8 @@ pub enum BackplaneSignal {
     Events(Vec<LiveEvent>),
     /// Messages may have been lost (subscriber lagged or reconnected): check the stream head.
     PossibleGap,
+    /// Drag previews and ended drags: no seq, straight to the Hub, never a gap to fill.
+    Volatile(VolatileBatch),
 }
 
 pub type SignalSender = mpsc::UnboundedSender<BackplaneSignal>;
@@ -57,6 +60,18 @@ impl Backplane {
                 .send(BackplaneSignal::Events(events))
                 .map_err(|_| PublishError::RelayGone),
             Backplane::Redis(redis) => redis.publish(&events).await,
+        }
+    }
+
+    /// Sends volatile messages to every instance (including this one), on a channel of their
+    /// own: in cluster mode Redis `<prefix>volatile:broadcast`, never `events:broadcast`.
+    /// At most once, like all pub/sub; nothing is stored or retried.
+    pub async fn publish_volatile(&self, batch: VolatileBatch) -> Result<(), PublishError> {
+        match self {
+            Backplane::Local(tx) => tx
+                .send(BackplaneSignal::Volatile(batch))
+                .map_err(|_| PublishError::RelayGone),
+            Backplane::Redis(redis) => redis.publish_volatile(&batch).await,
         }
     }
 

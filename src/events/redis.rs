@@ -43,6 +43,8 @@ pub struct RedisBackplane {
     publisher: Client,
     subscriber: SubscriberClient,
     channel: String,
+    /// Drag previews (`realtime::volatile`): lossy, unsequenced, kept off `channel`.
+    volatile_channel: String,
 }
 
 impl RedisBackplane {
@@ -61,11 +63,14 @@ impl RedisBackplane {
         let _resubscriber = subscriber.manage_subscriptions();
         let channel = format!("{key_prefix}events:broadcast");
         subscriber.subscribe(channel.as_str()).await?;
+        let volatile_channel = format!("{key_prefix}volatile:broadcast");
+        subscriber.subscribe(volatile_channel.as_str()).await?;
 
         let backplane = Arc::new(RedisBackplane {
             publisher,
             subscriber,
             channel,
+            volatile_channel,
         });
         backplane.spawn_forwarder(relay);
         Ok(backplane)
@@ -75,6 +80,7 @@ impl RedisBackplane {
         let mut messages = self.subscriber.message_rx();
         let mut reconnects = self.subscriber.reconnect_rx();
         let channel = self.channel.clone();
+        let volatile_channel = self.volatile_channel.clone();
         tokio::spawn(async move {
             loop {
                 let signal = tokio::select! {
@@ -86,6 +92,13 @@ impl RedisBackplane {
                                     tracing::warn!(channel = %channel, "undecodable backplane message; checking the stream head");
                                     BackplaneSignal::PossibleGap
                                 }
+                            }
+                        }
+                        Ok(message) if *message.channel == *volatile_channel => {
+                            match message.value.as_string().map(|s| serde_json::from_str(&s)) {
+                                Some(Ok(batch)) => BackplaneSignal::Volatile(batch),
+                                // Lossy by design: an undecodable preview is just not shown.
+                                _ => continue,
                             }
                         }
                         Ok(_) => continue,
@@ -116,6 +129,18 @@ impl RedisBackplane {
         let body = serde_json::to_string(events).map_err(|e| PublishError::Redis(e.to_string()))?;
         self.publisher
             .publish::<i64, _, _>(self.channel.as_str(), body)
+            .await
+            .map(|_| ())
+            .map_err(|e| PublishError::Redis(e.to_string()))
+    }
+
+    pub async fn publish_volatile(
+        &self,
+        batch: &crate::realtime::volatile::VolatileBatch,
+    ) -> Result<(), PublishError> {
+        let body = serde_json::to_string(batch).map_err(|e| PublishError::Redis(e.to_string()))?;
+        self.publisher
+            .publish::<i64, _, _>(self.volatile_channel.as_str(), body)
             .await
             .map(|_| ())
             .map_err(|e| PublishError::Redis(e.to_string()))

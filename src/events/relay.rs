@@ -58,6 +58,8 @@ impl Relay {
                 signal = signals.recv() => match signal {
                     Some(BackplaneSignal::Events(events)) => self.accept(events).await,
                     Some(BackplaneSignal::PossibleGap) => self.catch_up().await,
+                    // Unsequenced: no ordering, no gap; straight to the sockets.
+                    Some(BackplaneSignal::Volatile(batch)) => self.hub.deliver_volatile(&batch),
                     None => return,
                 },
                 _ = sleep_until_some(gap_deadline) => self.fill_gap().await,

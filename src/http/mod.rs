@@ -11,6 +11,7 @@ pub mod canvas;
 pub mod drain;
 pub mod events;
 pub mod health;
+pub mod idempotency;
 pub mod keys;
 pub mod openapi;
 pub mod principal;
@@ -178,6 +179,13 @@ pub fn cors(config: &Config) -> Cors {
             header::HeaderName::from_static("x-workspace-id"),
             // The A2A proxy's per-request timeout (seconds), as the reference takes it.
             header::HeaderName::from_static("x-timeout"),
+            // Versions and retries (README "Edits that cannot clobber", "Retries").
+            header::IF_MATCH,
+            header::HeaderName::from_static("idempotency-key"),
+        ])
+        .expose_headers([
+            header::ETAG,
+            header::HeaderName::from_static("idempotent-replayed"),
         ])
         // A canvas on another origin can quote the id of a failed request in its report.
         .expose_headers([request_id::REQUEST_ID_HEADER])

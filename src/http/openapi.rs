@@ -97,7 +97,7 @@ macro_rules! api_doc {
             ),
             paths($($module::$handler),*),
             components(schemas(ErrorBody, StatusBody)),
-            modifiers(&SecuritySchemes, &OperationIds),
+            modifiers(&SecuritySchemes, &OperationIds, &IdempotencyKeys),
         )]
         pub struct ApiDoc;
 
@@ -119,6 +119,72 @@ macro_rules! api_doc {
     };
 }
 super::with_api_routes!(api_doc);
+
+/// Adds the optional `Idempotency-Key` header, and the answers it can give, to every POST,
+/// PUT, PATCH and DELETE (`http::idempotency` serves them all, outside the handlers).
+struct IdempotencyKeys;
+
+impl Modify for IdempotencyKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+        use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type};
+        let error = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/json",
+                        utoipa::openapi::ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ErrorBody")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                item.post.as_mut(),
+                item.put.as_mut(),
+                item.patch.as_mut(),
+                item.delete.as_mut(),
+            ];
+            for operation in operations.into_iter().flatten() {
+                let parameter = ParameterBuilder::new()
+                    .name("Idempotency-Key")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "Retry safely: the first response to this key (1-255 visible ASCII \
+                         characters other than quote and backslash, bare or quoted) is kept 24 h per caller and returned again for the same \
+                         request, which does not run twice (README: Retries that cannot \
+                         double-apply).",
+                    ))
+                    .schema(Some(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .min_length(Some(1))
+                            .max_length(Some(super::idempotency::MAX_KEY_BYTES))
+                            .pattern(Some("^([!#-\\[\\]-~]+|\"[!#-\\[\\]-~]+\")$")),
+                    ))
+                    .build();
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(parameter);
+                let responses = &mut operation.responses.responses;
+                responses.entry("409".into()).or_insert_with(|| {
+                    error("A request with this `Idempotency-Key` is still in progress")
+                });
+                responses.entry("422".into()).or_insert_with(|| {
+                    error("This `Idempotency-Key` was used for a different request")
+                });
+                responses.entry("400".into()).or_insert_with(|| {
+                    error("Invalid input (here: a malformed `Idempotency-Key`)")
+                });
+            }
+        }
+    }
+}
 
 /// Names each operation and records who may call it (`x-canopy-requires`: `public`,
 /// `viewer`, `editor`, `admin`, `agent or <role>`), from the route table.

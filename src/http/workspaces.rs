@@ -1,10 +1,11 @@
-use actix_web::{web, HttpResponse};
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::body::{double_option, FieldLimit, Json, JsonBody, Query};
-use super::openapi::{ErrorBody, StatusBody};
+use super::openapi::ErrorBody;
 use super::principal::Principal;
 use super::workspace_id;
 use crate::app::{ActAs, AppState};
@@ -15,6 +16,7 @@ use crate::domain::validation::{
     limits, parse_coordinate, FieldError, ModelName, RuntimeName, Tier, WorkspaceName,
     WorkspaceRole,
 };
+use crate::domain::versions::{etag, IfMatch};
 use crate::error::{AppError, AppResult};
 use crate::store::workspaces::Workspace;
 use crate::store::{events as stream, workspaces as ws};
@@ -153,7 +155,7 @@ pub async fn list(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     summary = "One workspace",
     params(("id" = String, Path, format = Uuid, description = "Workspace id")),
     responses(
-        (status = 200, description = "The workspace", body = Workspace),
+        (status = 200, description = "The workspace; `ETag` is its version as a strong entity tag (`\"7\"`)", body = Workspace),
         (status = 301, description = "Removed and replaced: `Location` and `forwarded_to` name the new one", body = ErrorBody),
         (status = 410, description = "Removed: the body carries its last event", body = ErrorBody),
         (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
@@ -179,7 +181,9 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> AppResu
         })
         .await?;
     if workspace.status != WorkspaceStatus::Removed.as_str() {
-        return Ok(HttpResponse::Ok().json(workspace));
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::ETAG, etag(workspace.version)))
+            .json(workspace));
     }
     // A removed workspace: forward if it was replaced, otherwise say it is gone for good.
     if let Some(forwarded_to) = workspace.forwarded_to {
@@ -259,15 +263,19 @@ impl TryFrom<PatchBody> for WorkspacePatch {
     path = "/workspaces/{id}",
     tag = "workspaces",
     summary = "Change any of name, role, tier, runtime, parent_id, collapsed, x+y (all or nothing)",
-    params(("id" = String, Path, format = Uuid, description = "Workspace id")),
+    params(
+        ("id" = String, Path, format = Uuid, description = "Workspace id"),
+        ("If-Match" = Option<String>, Header, description = "`*` or entity tags from `ETag`: apply only if the workspace is still at that version (else 412)"),
+    ),
     request_body(content = PatchBody, content_type = "application/json"),
     responses(
-        (status = 200, description = "`{\"status\": \"updated\"}`", body = StatusBody),
+        (status = 200, description = "`{\"status\": \"updated\", \"version\": n}`; `ETag` is the new version", body = Object),
         (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "Workspace not found", body = ErrorBody),
         (status = 409, description = "Conflict with the current state", body = ErrorBody),
         (status = 410, description = "The workspace was removed", body = ErrorBody),
+        (status = 412, description = "`If-Match` is stale: `{\"error\", \"version\", \"workspace\"}` with the current state, `ETag` its version", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
         (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
@@ -276,6 +284,7 @@ impl TryFrom<PatchBody> for WorkspacePatch {
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn patch(
+    req: HttpRequest,
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -283,12 +292,38 @@ pub async fn patch(
 ) -> AppResult<HttpResponse> {
     let id = workspace_id(&path)?;
     let patch = WorkspacePatch::try_from(body)?;
-    state
+    let if_match = if_match(&req)?;
+    let version = state
         .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::patch(tx, id, patch)
+            commands::patch(tx, id, patch, if_match)
         })
         .await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "updated" })))
+    Ok(HttpResponse::Ok()
+        .insert_header((header::ETAG, etag(version)))
+        .json(json!({ "status": "updated", "version": version })))
+}
+
+/// The request's `If-Match` precondition (RFC 9110 §13.1.1), several field lines joined as one
+/// list; 400 naming the header when it is neither `*` nor a list of entity tags.
+fn if_match(req: &HttpRequest) -> AppResult<Option<IfMatch>> {
+    let mut lines = req.headers().get_all(header::IF_MATCH).peekable();
+    if lines.peek().is_none() {
+        return Ok(None);
+    }
+    let joined = lines
+        .map(|v| v.to_str().map(str::to_owned))
+        .collect::<Result<Vec<_>, _>>()
+        .ok()
+        .map(|v| v.join(","));
+    joined
+        .as_deref()
+        .and_then(IfMatch::parse)
+        .map(Some)
+        .ok_or_else(|| {
+            AppError::BadRequest(
+                "If-Match: must be \"*\" or a list of entity tags such as \"7\"".into(),
+            )
+        })
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -303,9 +338,14 @@ pub struct DeleteQuery {
     path = "/workspaces/{id}",
     tag = "workspaces",
     summary = "Remove a workspace (and, with confirm, its descendants)",
-    params(DeleteQuery, ("id" = String, Path, format = Uuid, description = "Workspace id")),
+    params(
+        DeleteQuery,
+        ("id" = String, Path, format = Uuid, description = "Workspace id"),
+        ("If-Match" = Option<String>, Header, description = "`*` or entity tags from `ETag`: remove only if the workspace is still at that version (else 412)"),
+    ),
     responses(
         (status = 200, description = "`{\"status\": \"removed\", \"cascade_deleted\": n}`", body = Object),
+        (status = 412, description = "`If-Match` is stale: `{\"error\", \"version\", \"workspace\"}` with the current state, `ETag` its version", body = ErrorBody),
         (status = 409, description = "`confirmation_required`: it has children and `confirm` was not given", body = ErrorBody),
         (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),
@@ -317,6 +357,7 @@ pub struct DeleteQuery {
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
 pub async fn delete(
+    req: HttpRequest,
     principal: Principal,
     state: web::Data<AppState>,
     path: web::Path<String>,
@@ -324,9 +365,10 @@ pub async fn delete(
 ) -> AppResult<HttpResponse> {
     let id = workspace_id(&path)?;
     let confirmed = matches!(query.confirm.as_deref(), Some("true") | Some("1"));
+    let if_match = if_match(&req)?;
     let removal = state
         .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::delete(tx, id, confirmed)
+            commands::delete(tx, id, confirmed, if_match)
         })
         .await?;
     state.liveness_disarm(&removal.removed).await;

@@ -11,6 +11,7 @@ use utoipa::IntoParams;
 use super::auth::{authorize_workspace, require_person, Access};
 use super::openapi::ErrorBody;
 use crate::app::AppState;
+use crate::domain::people::Role;
 use crate::error::{AppError, AppResult};
 use crate::realtime::hub::SessionOwner;
 use crate::realtime::inbound::Inbound;
@@ -48,6 +49,7 @@ pub async fn connect(
 ) -> AppResult<HttpResponse> {
     let mut owner = None;
     let mut present = None;
+    let mut drag_actor = None;
     let subscriber = match req.headers().get("X-Workspace-ID") {
         Some(raw) => {
             let id = raw
@@ -70,6 +72,10 @@ pub async fn connect(
             let person = require_person(&req, &state)?;
             // Open mode's implicit admin is everyone at once, not a person who is here.
             present = person.is_authenticated_person().then(|| person.actor());
+            // Drag frames move workspaces: the role PATCH /workspaces/:id requires.
+            if person.role >= Some(Role::Editor) {
+                drag_actor = Some(person.actor());
+            }
             owner = Some(SessionOwner {
                 actor: person.actor(),
                 key_id: person.key_id,
@@ -101,16 +107,18 @@ pub async fn connect(
     let inbound = Inbound::new(body.into_inner(), Some(body_closed));
     // Register before the session sends CONNECTED: its seq is what the hub had delivered, and
     // every later event reaches the live queue.
-    let (registration, live) = state.hub.register_owned(subscriber, owner);
+    let (registration, live, volatile) = state.hub.register_socket(subscriber, owner);
     let gate = LiveGate::new();
     let body_gate = Arc::clone(&gate);
-    let response =
-        response.map_body(|_, control| BoxBody::new(OutboundBody::new(control, live, body_gate)));
+    let response = response.map_body(|_, control| {
+        BoxBody::new(OutboundBody::new(control, live, body_gate).with_volatile(volatile))
+    });
     let ctx = Arc::new(SessionContext {
         hub: Arc::clone(&state.hub),
         store: state.store.clone(),
         instance_id: state.config.instance_id.clone(),
         epoch: state.epoch.clone(),
+        drag_actor,
     });
     // Reported after the registration, so the PRESENCE_JOINED it causes reaches this socket
     // too; the guard reports the close when the session ends.

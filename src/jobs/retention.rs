@@ -1,6 +1,7 @@
 //! Retention: activity rows older than ACTIVITY_RETENTION_DAYS, and live events older than
 //! LIVE_EVENTS_RETENTION (keeping at least the newest 10,000), deleted in batches by the one
-//! instance holding the `retention` lease. `structure_events` are never touched.
+//! instance holding the `retention` lease, with Idempotency-Keys older than
+//! `IDEMPOTENCY_KEY_TTL` (24 h). `structure_events` are never touched.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +11,8 @@ use tokio::sync::watch;
 
 use super::leases::Lease;
 use crate::app::AppState;
-use crate::store::{activity, events as stream, Store, StoreError};
+use crate::http::idempotency::IDEMPOTENCY_KEY_TTL;
+use crate::store::{activity, events as stream, idempotency, Store, StoreError};
 
 pub const DELETE_BATCH: i64 = 1000;
 pub const LIVE_EVENTS_KEEP_NEWEST: i64 = 10_000;
@@ -21,6 +23,7 @@ const LIVE_EVENTS_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 pub struct RetentionReport {
     pub activity_deleted: usize,
     pub live_events_deleted: usize,
+    pub idempotency_keys_deleted: usize,
 }
 
 pub async fn run(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
@@ -60,6 +63,7 @@ pub async fn run(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
                     tracing::info!(
                         activity_deleted = report.activity_deleted,
                         live_events_deleted = report.live_events_deleted,
+                        idempotency_keys_deleted = report.idempotency_keys_deleted,
                         "retention pass"
                     );
                 }
@@ -101,5 +105,28 @@ pub async fn run_once(
                 .map_err(StoreError::from)
         })
         .await?;
+    report.idempotency_keys_deleted = prune_idempotency_keys(store, Utc::now()).await?;
     Ok(report)
+}
+
+/// Deletes Idempotency-Keys created more than `IDEMPOTENCY_KEY_TTL` before `now`, one batch
+/// per blocking call; returns how many went.
+pub async fn prune_idempotency_keys(
+    store: &Store,
+    now: chrono::DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let cutoff =
+        now - chrono::Duration::from_std(IDEMPOTENCY_KEY_TTL).unwrap_or(chrono::Duration::days(1));
+    let mut total = 0;
+    loop {
+        let deleted = store
+            .run(move |c| {
+                idempotency::delete_older_than(c, cutoff, DELETE_BATCH).map_err(StoreError::from)
+            })
+            .await?;
+        total += deleted;
+        if deleted < DELETE_BATCH as usize {
+            return Ok(total);
+        }
+    }
 }

@@ -75,6 +75,57 @@ impl Frame {
         )
     }
 
+    /// DRAG_PREVIEW `{workspace_id, x, y, actor?}`: volatile, no seq (see `volatile`).
+    pub fn drag_preview(preview: &super::volatile::DragPreview) -> Frame {
+        let mut payload = json!({
+            "workspace_id": preview.workspace_id,
+            "x": crate::domain::events::json_number(preview.x),
+            "y": crate::domain::events::json_number(preview.y),
+        });
+        if let Some(actor) = &preview.actor {
+            payload["actor"] = json!(actor);
+        }
+        Frame::about(
+            "DRAG_PREVIEW",
+            preview.workspace_id,
+            payload,
+            preview.actor.as_ref(),
+        )
+    }
+
+    /// DRAG_ENDED `{workspace_id, actor?}`: a drag stopped without a drop; volatile, no seq.
+    pub fn drag_ended(ended: &super::volatile::DragEnded) -> Frame {
+        let mut payload = json!({ "workspace_id": ended.workspace_id });
+        if let Some(actor) = &ended.actor {
+            payload["actor"] = json!(actor);
+        }
+        Frame::about(
+            "DRAG_ENDED",
+            ended.workspace_id,
+            payload,
+            ended.actor.as_ref(),
+        )
+    }
+
+    /// A frame about a workspace that is not part of the stream (no seq).
+    fn about(
+        event: &str,
+        workspace_id: Uuid,
+        payload: serde_json::Value,
+        actor: Option<&crate::domain::people::Actor>,
+    ) -> Frame {
+        let text = serde_json::to_string(&Envelope {
+            event,
+            workspace_id: Some(workspace_id),
+            timestamp: Utc::now(),
+            payload: &payload,
+            seq: None,
+            actor,
+        })
+        .expect("a JSON value always serializes");
+        Frame::new(None, text)
+    }
+
     pub fn resync_required(reason: &str) -> Frame {
         Frame::transient("RESYNC_REQUIRED", json!({ "reason": reason }))
     }

@@ -11,7 +11,8 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::frame::Frame;
-use super::outbound::LiveFrames;
+use super::outbound::{LiveFrames, VolatileFrames};
+use super::volatile::{DragTracker, VolatileBatch, VOLATILE_QUEUE_CAP};
 use crate::domain::events::EventKind;
 use crate::domain::hierarchy::ParentMap;
 use crate::store::LiveEvent;
@@ -50,6 +51,8 @@ pub struct SessionOwner {
 
 struct SessionEntry {
     queue: mpsc::Sender<Arc<Frame>>,
+    /// Drag previews: a separate small queue, written only when it has room (see `volatile`).
+    volatile: mpsc::Sender<Arc<Frame>>,
     subscriber: Subscriber,
     kill: Option<oneshot::Sender<CloseReason>>,
     owner: Option<SessionOwner>,
@@ -69,6 +72,10 @@ pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
     queue_capacity: usize,
+    /// This hub among all instances' hubs, so a socket's own drag previews are not echoed.
+    id: Uuid,
+    /// Drags of this instance's sockets (its own lock: never taken with `inner` held).
+    drags: Mutex<DragTracker>,
 }
 
 /// A session's place in the hub; unregisters itself when dropped.
@@ -85,6 +92,7 @@ impl Drop for Registration {
         if self.hub.lock().sessions.remove(&self.id).is_some() {
             metrics::gauge!("canopy_ws_sessions_open").decrement(1.0);
         }
+        self.hub.lock_drags().session_closed(self.id);
     }
 }
 
@@ -103,7 +111,15 @@ impl Hub {
             }),
             next_id: AtomicU64::new(1),
             queue_capacity,
+            id: Uuid::new_v4(),
+            drags: Mutex::new(DragTracker::default()),
         })
+    }
+
+    fn lock_drags(&self) -> MutexGuard<'_, DragTracker> {
+        self.drags
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -126,7 +142,19 @@ impl Hub {
         subscriber: Subscriber,
         owner: Option<SessionOwner>,
     ) -> (Registration, LiveFrames) {
+        let (registration, live, _volatile) = self.register_socket(subscriber, owner);
+        (registration, live)
+    }
+
+    /// [`Hub::register_owned`], with the socket's queue of drag previews as well: a socket's
+    /// response body writes them when no live frame waits.
+    pub fn register_socket(
+        self: &Arc<Self>,
+        subscriber: Subscriber,
+        owner: Option<SessionOwner>,
+    ) -> (Registration, LiveFrames, VolatileFrames) {
         let (queue, frames) = mpsc::channel(self.queue_capacity);
+        let (volatile, volatile_frames) = mpsc::channel(VOLATILE_QUEUE_CAP);
         let (kill_tx, kill) = oneshot::channel();
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.lock();
@@ -142,6 +170,7 @@ impl Hub {
             id,
             SessionEntry {
                 queue,
+                volatile,
                 subscriber,
                 kill: kill_tx,
                 owner,
@@ -154,7 +183,7 @@ impl Hub {
             kill,
             hub: Arc::clone(self),
         };
-        (registration, frames)
+        (registration, frames, volatile_frames)
     }
 
     pub fn delivered(&self) -> i64 {
@@ -206,6 +235,74 @@ impl Hub {
         }
         *delivered = event.seq;
         metrics::counter!("canopy_ws_frames_queued_total").increment(sent);
+        drop(inner);
+        // The drop's PATCH (or a removal) ends a drag of this instance without DRAG_ENDED.
+        if let (Some(EventKind::WorkspaceLayoutChanged | EventKind::WorkspaceRemoved), Some(ws)) =
+            (kind, event.workspace_id)
+        {
+            self.lock_drags().dropped(ws);
+        }
+    }
+
+    /// A drag frame from one of this hub's sockets (already checked by the session).
+    pub fn drag_moved(
+        &self,
+        session: u64,
+        workspace_id: Uuid,
+        position: (f64, f64),
+        actor: Option<crate::domain::people::Actor>,
+    ) {
+        self.lock_drags().moved(
+            session,
+            workspace_id,
+            position,
+            actor,
+            std::time::Instant::now(),
+        );
+    }
+
+    /// This tick's drag previews and ended drags, to publish (see `volatile::run`).
+    pub fn take_drags(&self, now: std::time::Instant) -> VolatileBatch {
+        self.lock_drags().tick(self.id, now)
+    }
+
+    /// Fans a volatile batch (from any instance, through the Relay) out to canvas sockets:
+    /// DRAG_PREVIEW and DRAG_ENDED, each serialized once, to every canvas but the one that
+    /// sent it, into the socket's volatile queue. A full queue drops the frame: never a close,
+    /// never in the way of a sequenced event.
+    pub fn deliver_volatile(&self, batch: &VolatileBatch) {
+        let frames = batch
+            .previews
+            .iter()
+            .map(|p| (p.session, Arc::new(Frame::drag_preview(p))))
+            .chain(
+                batch
+                    .ended
+                    .iter()
+                    .map(|e| (e.session, Arc::new(Frame::drag_ended(e)))),
+            )
+            // Serialized before the lock is taken.
+            .collect::<Vec<_>>();
+        let from_here = batch.hub == self.id;
+        let inner = self.lock();
+        let (mut sent, mut dropped) = (0u64, 0u64);
+        for (origin, frame) in frames {
+            for (id, entry) in &inner.sessions {
+                if entry.kill.is_none()
+                    || entry.subscriber != Subscriber::Canvas
+                    || (from_here && *id == origin)
+                {
+                    continue;
+                }
+                match entry.volatile.try_send(Arc::clone(&frame)) {
+                    Ok(()) => sent += 1,
+                    Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
+                    Err(mpsc::error::TrySendError::Closed(_)) => {}
+                }
+            }
+        }
+        metrics::counter!("canopy_ws_volatile_queued_total").increment(sent);
+        metrics::counter!("canopy_ws_volatile_dropped_total").increment(dropped);
     }
 
     /// Closes every socket opened with `key_id` (the key was revoked). Returns how many.
@@ -374,6 +471,44 @@ mod tests {
         }
         assert_eq!(slow.kill.try_recv().unwrap(), CloseReason::SlowConsumer);
         assert_eq!(hub.delivered(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_slow_canvas_loses_previews_never_events_and_is_not_closed_for_them() {
+        use crate::realtime::volatile::{DragPreview, VolatileBatch, VOLATILE_QUEUE_CAP};
+        let hub = Hub::with_capacity(ParentMap::new(), 0, 4);
+        let (mut slow, mut live, mut volatile) = hub.register_socket(Subscriber::Canvas, None);
+        let ws = Uuid::new_v4();
+        for i in 0..VOLATILE_QUEUE_CAP * 3 {
+            hub.deliver_volatile(&VolatileBatch {
+                hub: Uuid::new_v4(),
+                previews: vec![DragPreview {
+                    workspace_id: ws,
+                    x: i as f64,
+                    y: 0.0,
+                    session: 0,
+                    actor: None,
+                }],
+                ended: vec![],
+            });
+        }
+        assert!(
+            slow.kill.try_recv().is_err(),
+            "previews never close a socket"
+        );
+        for seq in 1..=4 {
+            hub.deliver(&event(seq, EventKind::TaskUpdated, ws, json!({})));
+        }
+        assert!(slow.kill.try_recv().is_err(), "the event queue had room");
+        for seq in 1..=4 {
+            assert_eq!(live.recv().await.unwrap().seq, Some(seq));
+        }
+        let mut kept = 0;
+        while let Ok(frame) = volatile.try_recv() {
+            assert_eq!(frame.seq, None);
+            kept += 1;
+        }
+        assert_eq!(kept, VOLATILE_QUEUE_CAP, "the rest were dropped");
     }
 
     #[tokio::test]

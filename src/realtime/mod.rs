@@ -7,5 +7,6 @@ pub mod inbound;
 pub mod outbound;
 pub mod presence;
 pub mod session;
+pub mod volatile;
 
 pub use hub::{CloseReason, Hub, Subscriber};

@@ -23,6 +23,8 @@ use super::frame::Frame;
 
 /// Live frames for one session, as the hub queues them.
 pub type LiveFrames = mpsc::Receiver<Arc<Frame>>;
+/// Volatile frames (drag previews) for one session: written only when no live frame waits.
+pub type VolatileFrames = mpsc::Receiver<Arc<Frame>>;
 
 /// Frames written before the sent-frames counter is updated (it is a map lookup, too costly to
 /// pay per frame at 200,000 frames/s).
@@ -64,6 +66,7 @@ impl LiveGate {
 pub struct OutboundBody {
     control: BoxBody,
     live: LiveFrames,
+    volatile: Option<VolatileFrames>,
     gate: Arc<LiveGate>,
     unreported: u64,
 }
@@ -73,9 +76,16 @@ impl OutboundBody {
         OutboundBody {
             control,
             live,
+            volatile: None,
             gate,
             unreported: 0,
         }
+    }
+
+    /// Also writes the socket's volatile frames, whenever no live frame is waiting.
+    pub fn with_volatile(mut self, volatile: VolatileFrames) -> OutboundBody {
+        self.volatile = Some(volatile);
+        self
     }
 
     fn report(&mut self) {
@@ -131,6 +141,12 @@ impl MessageBody for OutboundBody {
                 // The hub dropped this session; the session task is closing the socket.
                 Poll::Ready(None) => return Poll::Pending,
                 Poll::Pending => {
+                    // Nothing sequenced is waiting: a drag preview may go now.
+                    if let Some(Poll::Ready(Some(frame))) =
+                        this.volatile.as_mut().map(|v| v.poll_recv(cx))
+                    {
+                        return Poll::Ready(Some(Ok(frame.wire.clone())));
+                    }
                     this.report();
                     return Poll::Pending;
                 }

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix_ws::{CloseCode, CloseReason as WsCloseReason};
+use uuid::Uuid;
 
 use super::frame::Frame;
 use super::hub::{CloseReason, Hub, Registration, Subscriber};
 use super::inbound::{ClientMessage, Inbound, InboundError};
 use super::outbound::LiveGate;
+use super::volatile::DragRate;
 use crate::store::{events as stream, Store, StoreError};
 
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
@@ -30,6 +32,9 @@ pub struct SessionContext {
     pub store: Store,
     pub instance_id: String,
     pub epoch: String,
+    /// Who this socket's drag frames are from, when its principal may move workspaces (the
+    /// role PATCH /workspaces/:id requires); `None`: drag frames are refused.
+    pub drag_actor: Option<crate::domain::people::Actor>,
 }
 
 pub struct Resume {
@@ -52,7 +57,7 @@ pub async fn run(
     let close = match greet(&ctx, subscriber, resume, &registration, &mut socket).await {
         Some(last_sent) => {
             gate.open(last_sent);
-            serve(registration, &mut inbound, &mut socket).await
+            serve(&ctx, registration, &mut inbound, &mut socket).await
         }
         None => None,
     };
@@ -97,6 +102,7 @@ async fn greet(
 /// task answers the client, pings it, and ends the session on a close, a timeout or the hub's
 /// signal.
 async fn serve(
+    ctx: &SessionContext,
     mut registration: Registration,
     inbound: &mut Inbound,
     socket: &mut actix_ws::Session,
@@ -105,6 +111,7 @@ async fn serve(
         tokio::time::interval_at(tokio::time::Instant::now() + PING_INTERVAL, PING_INTERVAL);
     let mut last_heard = Instant::now();
     let mut invalid_frames = 0u32;
+    let mut drag_rate = DragRate::new(last_heard);
     loop {
         tokio::select! {
             reason = &mut registration.kill => {
@@ -133,10 +140,28 @@ async fn serve(
                         }
                     }
                     Some(Ok(ClientMessage::Pong(_))) => {}
-                    Some(Ok(ClientMessage::Text(text))) => match client_reply(&text) {
-                        Ok(reply) => {
-                            if socket.text(reply).await.is_err() {
+                    Some(Ok(ClientMessage::Text(text))) => match client_message(&text) {
+                        Ok(ClientRequest::Ping) => {
+                            if socket.text(r#"{"type":"pong"}"#).await.is_err() {
                                 return None;
+                            }
+                        }
+                        Ok(ClientRequest::Drag { workspace_id, x, y }) => {
+                            let Some(actor) = ctx.drag_actor.clone() else {
+                                invalid_frames += 1;
+                                if invalid_frames > MAX_INVALID_FRAMES {
+                                    return Some(policy_close("too many invalid frames"));
+                                }
+                                if socket.text(error_frame("drag: only a canvas of someone who may move workspaces (editor) may send drag frames")).await.is_err() {
+                                    return None;
+                                }
+                                continue;
+                            };
+                            if drag_rate.allow(last_heard) {
+                                metrics::counter!("canopy_ws_drag_frames_total").increment(1);
+                                ctx.hub.drag_moved(registration.id, workspace_id, (x, y), Some(actor));
+                            } else {
+                                metrics::counter!("canopy_ws_drag_frames_dropped_total").increment(1);
                             }
                         }
                         Err(error) => {
@@ -193,12 +218,39 @@ fn error_frame(message: &str) -> String {
     serde_json::json!({ "type": "error", "error": message }).to_string()
 }
 
-/// The answer to a client text frame, or why it is invalid.
-fn client_reply(text: &str) -> Result<String, &'static str> {
+/// What a client text frame asks for.
+#[derive(Debug, PartialEq)]
+enum ClientRequest {
+    /// `{"type":"ping"}`: answered with `{"type":"pong"}`.
+    Ping,
+    /// `{"type":"drag","workspace_id","x","y"}`: a node is being dragged (`volatile`); no
+    /// answer.
+    Drag { workspace_id: Uuid, x: f64, y: f64 },
+}
+
+/// Parses a client text frame, or says why it is invalid.
+fn client_message(text: &str) -> Result<ClientRequest, &'static str> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|_| "frame is not valid JSON")?;
     match value.get("type").and_then(|t| t.as_str()) {
-        Some("ping") => Ok(r#"{"type":"pong"}"#.to_string()),
+        Some("ping") => Ok(ClientRequest::Ping),
+        Some("drag") => {
+            let workspace_id = value
+                .get("workspace_id")
+                .and_then(|v| v.as_str())
+                .and_then(crate::domain::ids::parse_uuid)
+                .ok_or("drag: workspace_id must be a workspace UUID")?;
+            let coordinate = |name: &str| {
+                value
+                    .get(name)
+                    .and_then(|v| v.as_f64())
+                    .filter(|v| v.is_finite())
+            };
+            match (coordinate("x"), coordinate("y")) {
+                (Some(x), Some(y)) => Ok(ClientRequest::Drag { workspace_id, x, y }),
+                _ => Err("drag: x and y must be finite numbers"),
+            }
+        }
         Some(_) => Err("unknown message type"),
         None => Err("frame has no type"),
     }

@@ -167,6 +167,7 @@ fn run_in_transaction(
         let mut ranges = Vec::with_capacity(batch.len());
         for job in batch.iter_mut() {
             let start = tx.events.len();
+            tx.begin_command();
             if !single {
                 tx.conn.batch_execute("SAVEPOINT canopy_job")?;
             }

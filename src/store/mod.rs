@@ -9,6 +9,7 @@ pub mod canvas;
 pub mod connection;
 pub mod events;
 pub mod group_commit;
+pub mod idempotency;
 pub mod keys;
 pub mod leases;
 pub mod schema;
@@ -240,6 +241,7 @@ where
         conn,
         events: Vec::new(),
         stream_locked: false,
+        versions: Default::default(),
         actor: Actor::system("system"),
     };
     match f(&mut tx) {
@@ -265,6 +267,9 @@ pub struct Tx<'c> {
     pub(crate) conn: &'c mut DbConnection,
     pub(crate) events: Vec<LiveEvent>,
     stream_locked: bool,
+    /// Workspaces whose version the current command already bumped, with the new version: one
+    /// command is one change, however many events it appends about a workspace.
+    versions: std::collections::HashMap<uuid::Uuid, i64>,
     /// Who the running command acts for: stamped on every event it appends (Canopy itself
     /// unless the caller says otherwise, see `AppState::execute_as`).
     actor: Actor,
@@ -291,6 +296,12 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Marks where the next command of a shared (group-committed) transaction begins: its
+    /// version bumps are its own.
+    pub(crate) fn begin_command(&mut self) {
+        self.versions.clear();
+    }
+
     /// Who the running command acts for.
     pub fn actor(&self) -> &Actor {
         &self.actor
@@ -303,9 +314,27 @@ impl Tx<'_> {
     }
 
     /// Appends an event to `live_events` (and `structure_events` for structural kinds),
-    /// assigning the next seq and stamping the current actor.
-    pub fn append(&mut self, event: NewEvent) -> QueryResult<LiveEvent> {
+    /// assigning the next seq and stamping the current actor. An event about a workspace
+    /// carries the workspace's version in `payload.version`; a kind that changes the workspace
+    /// bumps it first (once per command).
+    pub fn append(&mut self, mut event: NewEvent) -> QueryResult<LiveEvent> {
         self.lock_stream()?;
+        if let Some(id) = event.workspace_id {
+            let version = match self.versions.get(&id) {
+                Some(bumped) => Some(*bumped),
+                None if event.kind.changes_workspace() => {
+                    let bumped = workspaces::bump_version(self.conn, id)?;
+                    if let Some(v) = bumped {
+                        self.versions.insert(id, v);
+                    }
+                    bumped
+                }
+                None => workspaces::version(self.conn, id)?,
+            };
+            if let (Some(version), Some(payload)) = (version, event.payload.as_object_mut()) {
+                payload.insert("version".into(), version.into());
+            }
+        }
         let live = events::append(self.conn, event, &self.actor)?;
         self.events.push(live.clone());
         Ok(live)

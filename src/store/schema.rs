@@ -26,6 +26,7 @@ diesel::table! {
         model -> Nullable<Text>,
         created_at -> SqlTimestamp,
         updated_at -> SqlTimestamp,
+        version -> BigInt,
     }
 }
 
@@ -268,3 +269,18 @@ diesel::allow_tables_to_appear_in_same_query!(
     api_keys,
     sessions,
 );
+
+diesel::table! {
+    use diesel::sql_types::*;
+    use crate::store::sql_types::*;
+
+    idempotency_keys (scope, key) {
+        scope -> Text,
+        key -> Text,
+        fingerprint -> Text,
+        response_status -> Nullable<Integer>,
+        response_headers -> Nullable<SqlJson>,
+        response_body -> Nullable<Binary>,
+        created_at -> SqlTimestamp,
+    }
+}

@@ -34,6 +34,7 @@ pub struct WorkspaceRow {
     pub model: Option<String>,
     pub created_at: DbTime,
     pub updated_at: DbTime,
+    pub version: i64,
 }
 
 impl WorkspaceRow {
@@ -80,6 +81,10 @@ pub struct Workspace {
     pub collapsed: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// +1 with every change that is announced by an event about this workspace (each such
+    /// event carries the new value as `payload.version`); `GET /workspaces/:id` also sends it
+    /// as the strong `ETag` `"<version>"`, which `If-Match` on PATCH and DELETE compares.
+    pub version: i64,
 }
 
 impl Workspace {
@@ -111,6 +116,7 @@ impl Workspace {
             collapsed: layout.collapsed,
             created_at: row.created_at.0,
             updated_at: row.updated_at.0,
+            version: row.version,
         }
     }
 }
@@ -138,9 +144,31 @@ pub fn insert(conn: &mut DbConnection, ws: &NewWorkspace, now: DateTime<Utc>) ->
             workspaces::parent_id.eq(ws.parent_id.map(DbUuid)),
             workspaces::created_at.eq(DbTime(now)),
             workspaces::updated_at.eq(DbTime(now)),
+            // The creation event bumps it to 1, like every other announced change.
+            workspaces::version.eq(0_i64),
         ))
         .execute(conn)
         .map(|_| ())
+}
+
+/// Adds one to the workspace's version and returns the new value (`None`: no such row). Runs
+/// only under the stream lock (from `Tx::append`), so versions change in commit order and a
+/// version read under that lock cannot move before the transaction commits.
+pub fn bump_version(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<i64>> {
+    diesel::update(workspaces::table.filter(workspaces::id.eq(DbUuid(id))))
+        .set(workspaces::version.eq(workspaces::version + 1_i64))
+        .returning(workspaces::version)
+        .get_result(conn)
+        .optional()
+}
+
+/// The workspace's current version (`None`: no such row).
+pub fn version(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<i64>> {
+    workspaces::table
+        .filter(workspaces::id.eq(DbUuid(id)))
+        .select(workspaces::version)
+        .first(conn)
+        .optional()
 }
 
 pub fn find_row(conn: &mut DbConnection, id: Uuid) -> QueryResult<Option<WorkspaceRow>> {

@@ -12,6 +12,7 @@ mod backup;
 mod bench_smoke;
 mod boundary_ws;
 mod browser;
+mod collab;
 mod deploy;
 mod foundation;
 mod hardening;

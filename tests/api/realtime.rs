@@ -45,7 +45,7 @@ async fn connected_comes_first_then_events_with_seq() {
     assert_eq!(frame["workspace_id"], id.as_str());
     assert_eq!(
         frame["payload"],
-        json!({ "x": 120, "y": 80.5, "collapsed": false })
+        json!({ "x": 120, "y": 80.5, "collapsed": false, "version": 2 })
     );
     assert!(frame["timestamp"].as_str().unwrap().ends_with('Z'));
 }

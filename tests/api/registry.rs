@@ -254,7 +254,7 @@ async fn update_card_emits_agent_card_updated() {
     let (_, log) = app.get(&format!("/events/{id}")).await;
     assert_eq!(
         log[0]["payload"],
-        json!({ "agent_card": { "skills": ["search"] } })
+        json!({ "agent_card": { "skills": ["search"] }, "version": 3 })
     );
 }
 
@@ -380,7 +380,7 @@ async fn register_brings_a_workspace_online() {
     assert_eq!(online["event"], "WORKSPACE_ONLINE");
     assert_eq!(
         online["payload"],
-        json!({ "url": "http://127.0.0.1:9/agent", "agent_card": { "name": "agent" } })
+        json!({ "url": "http://127.0.0.1:9/agent", "agent_card": { "name": "agent" }, "version": 2 })
     );
     assert_eq!(count_events(&app, &id, "WORKSPACE_ONLINE").await, 1);
 }
@@ -410,7 +410,11 @@ async fn heartbeat_brings_offline_and_provisioning_online_once() {
         "register, then one recovery"
     );
     let (_, log) = app.get(&format!("/events/{id}?limit=1")).await;
-    assert_eq!(log[0]["payload"], json!({ "recovered_from": "offline" }));
+    // provisioning (1), registered (2), offline (3), recovered (4)
+    assert_eq!(
+        log[0]["payload"],
+        json!({ "recovered_from": "offline", "version": 4 })
+    );
 }
 
 #[tokio::test]

@@ -317,10 +317,13 @@ async fn rename_and_reparent_emit_the_events_our_page_applies() {
     assert_eq!(status, 200);
     let frames = canvas.events(2).await;
     assert_eq!(frames[0]["event"], "WORKSPACE_UPDATED");
-    assert_eq!(frames[0]["payload"], json!({ "name": "Alpha" }));
+    assert_eq!(
+        frames[0]["payload"],
+        json!({ "name": "Alpha", "version": 2 })
+    );
     assert_eq!(frames[1]["event"], "WORKSPACE_MOVED");
     assert_eq!(
         frames[1]["payload"],
-        json!({ "old_parent_id": null, "new_parent_id": b })
+        json!({ "old_parent_id": null, "new_parent_id": b, "version": 3 })
     );
 }

@@ -111,7 +111,10 @@ async fn patch_emits_one_event_per_kind_of_change() {
     let path = format!("/workspaces/{b}");
 
     let (status, body) = app.patch(&path, json!({ "x": 10, "y": 20.25 })).await;
-    assert_eq!((status, body), (200, json!({ "status": "updated" })));
+    assert_eq!(
+        (status, body),
+        (200, json!({ "status": "updated", "version": 2 }))
+    );
     let (status, _) = app
         .patch(
             &path,
@@ -154,12 +157,12 @@ async fn patch_emits_one_event_per_kind_of_change() {
     let updated = &log[1];
     assert_eq!(
         updated["payload"],
-        json!({ "name": "B2", "role": "Ops" }),
-        "only changed fields"
+        json!({ "name": "B2", "role": "Ops", "version": 3 }),
+        "only changed fields, and the version after the change"
     );
     assert_eq!(
         log[0]["payload"],
-        json!({ "old_parent_id": null, "new_parent_id": a })
+        json!({ "old_parent_id": null, "new_parent_id": a, "version": 3 })
     );
 
     let (_, ws) = app.get(&path).await;
@@ -234,7 +237,7 @@ async fn a_failure_after_the_state_change_leaves_neither_change_nor_event() {
                 position: Some((40.0, 50.0)),
                 ..Default::default()
             };
-            commands::patch(tx, id, patch)?;
+            commands::patch(tx, id, patch, None)?;
             assert_eq!(
                 tx.appended().len(),
                 2,
@@ -342,7 +345,10 @@ async fn delete_asks_for_confirmation_then_cascades() {
         "the root's event comes last"
     );
     let (_, log) = app.get(&format!("/events/{root}")).await;
-    assert_eq!(log[0]["payload"], json!({ "cascade_deleted": 2 }));
+    assert_eq!(
+        log[0]["payload"],
+        json!({ "cascade_deleted": 2, "version": 2 })
+    );
 
     // Gone for good: 410 with its last event; deleting again is 404.
     let (status, body) = app.get(&format!("/workspaces/{member}")).await;

@@ -1,0 +1,275 @@
+//! The volatile lane: drag previews beside the sequenced stream (DESIGN "Volatile messages").
+//!
+//! A canvas socket sends `{"type":"drag","workspace_id","x","y"}` while a person drags a node.
+//! Each instance keeps only the latest position per node ([`DragTracker`]) and, every
+//! [`DRAG_TICK`], publishes what moved as one [`VolatileBatch`] on the backplane's volatile
+//! channel (Redis `<prefix>volatile:broadcast`, never `events:broadcast`). Every instance's
+//! Relay hands a batch to its Hub, which sends DRAG_PREVIEW to every other canvas socket
+//! through a small queue of its own per socket, written only when no sequenced frame is
+//! waiting, and dropped when full: previews have no seq, are not stored, not replayed, and a
+//! slow canvas loses previews, never events.
+//!
+//! A drag ends silently when its node's WORKSPACE_LAYOUT_CHANGED (the drop's PATCH) or
+//! WORKSPACE_REMOVED is delivered; otherwise — its socket closed, or no frame for
+//! [`DRAG_IDLE_TIMEOUT`] — it ends with DRAG_ENDED, so other canvases put the node back.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::Hub;
+use crate::domain::people::Actor;
+use crate::events::Backplane;
+
+/// How often an instance publishes the latest drag positions (about 30 per second).
+pub const DRAG_TICK: Duration = Duration::from_millis(33);
+/// A drag with no frame for this long, and no drop, ends with DRAG_ENDED.
+pub const DRAG_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Drag frames one socket may send per second (a canvas sends about 30); more are dropped and
+/// counted in `canopy_ws_drag_frames_dropped_total`.
+pub const DRAG_FRAMES_PER_SECOND: u32 = 60;
+/// Volatile frames a socket may have waiting; more are dropped (`canopy_ws_volatile_dropped_total`).
+pub const VOLATILE_QUEUE_CAP: usize = 64;
+
+/// The latest position of one dragged node, from one socket.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DragPreview {
+    pub workspace_id: Uuid,
+    pub x: f64,
+    pub y: f64,
+    /// The sending socket, within its hub: it does not get its own previews back.
+    pub session: u64,
+    /// Who drags: the person behind the socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+}
+
+/// A drag that stopped without a drop.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DragEnded {
+    pub workspace_id: Uuid,
+    pub session: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<Actor>,
+}
+
+/// One tick's volatile messages from one hub, as the backplane carries them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VolatileBatch {
+    /// The publishing hub (random per process), so a socket's own previews are not echoed.
+    pub hub: Uuid,
+    pub previews: Vec<DragPreview>,
+    pub ended: Vec<DragEnded>,
+}
+
+impl VolatileBatch {
+    pub fn is_empty(&self) -> bool {
+        self.previews.is_empty() && self.ended.is_empty()
+    }
+}
+
+struct ActiveDrag {
+    session: u64,
+    last_frame: Instant,
+    actor: Option<Actor>,
+}
+
+/// The drags of one instance's sockets: the latest position per node since the last tick, and
+/// which nodes are being dragged by whom.
+#[derive(Default)]
+pub struct DragTracker {
+    pending: HashMap<Uuid, DragPreview>,
+    active: HashMap<Uuid, ActiveDrag>,
+    ended: Vec<DragEnded>,
+}
+
+impl DragTracker {
+    /// A drag frame: the node is at (x, y) now. Replaces any position not yet published.
+    pub fn moved(
+        &mut self,
+        session: u64,
+        workspace_id: Uuid,
+        (x, y): (f64, f64),
+        actor: Option<Actor>,
+        now: Instant,
+    ) {
+        self.pending.insert(
+            workspace_id,
+            DragPreview {
+                workspace_id,
+                x,
+                y,
+                session,
+                actor: actor.clone(),
+            },
+        );
+        self.active.insert(
+            workspace_id,
+            ActiveDrag {
+                session,
+                last_frame: now,
+                actor,
+            },
+        );
+    }
+
+    /// The node's authoritative position (or its removal) was delivered: the drag is over and
+    /// needs no DRAG_ENDED.
+    pub fn dropped(&mut self, workspace_id: Uuid) {
+        self.active.remove(&workspace_id);
+    }
+
+    /// A socket closed: its drags end now (with DRAG_ENDED), and its unpublished positions go.
+    pub fn session_closed(&mut self, session: u64) {
+        self.pending.retain(|_, p| p.session != session);
+        let ended: Vec<Uuid> = self
+            .active
+            .iter()
+            .filter(|(_, drag)| drag.session == session)
+            .map(|(ws, _)| *ws)
+            .collect();
+        for workspace_id in ended {
+            if let Some(drag) = self.active.remove(&workspace_id) {
+                self.ended.push(DragEnded {
+                    workspace_id,
+                    session,
+                    actor: drag.actor,
+                });
+            }
+        }
+    }
+
+    /// What to publish this tick: the latest positions, and the drags that ended (socket
+    /// closed, or idle past [`DRAG_IDLE_TIMEOUT`] at `now`).
+    pub fn tick(&mut self, hub: Uuid, now: Instant) -> VolatileBatch {
+        let idle: Vec<Uuid> = self
+            .active
+            .iter()
+            .filter(|(_, drag)| now.duration_since(drag.last_frame) >= DRAG_IDLE_TIMEOUT)
+            .map(|(ws, _)| *ws)
+            .collect();
+        for workspace_id in idle {
+            if let Some(drag) = self.active.remove(&workspace_id) {
+                self.ended.push(DragEnded {
+                    workspace_id,
+                    session: drag.session,
+                    actor: drag.actor,
+                });
+            }
+        }
+        VolatileBatch {
+            hub,
+            previews: self.pending.drain().map(|(_, p)| p).collect(),
+            ended: std::mem::take(&mut self.ended),
+        }
+    }
+}
+
+/// Counts one socket's drag frames per one-second window.
+pub struct DragRate {
+    window_start: Instant,
+    frames: u32,
+}
+
+impl DragRate {
+    pub fn new(now: Instant) -> DragRate {
+        DragRate {
+            window_start: now,
+            frames: 0,
+        }
+    }
+
+    /// Whether one more frame fits in this second's budget.
+    pub fn allow(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window_start) >= Duration::from_secs(1) {
+            self.window_start = now;
+            self.frames = 0;
+        }
+        self.frames += 1;
+        self.frames <= DRAG_FRAMES_PER_SECOND
+    }
+}
+
+/// Publishes this instance's drags every [`DRAG_TICK`] until `shutdown` flips. A failed
+/// publish loses that tick's previews, which the next tick supersedes.
+pub async fn run(hub: Arc<Hub>, backplane: Backplane, mut shutdown: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(DRAG_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let batch = hub.take_drags(Instant::now());
+        if batch.is_empty() {
+            continue;
+        }
+        if let Err(e) = backplane.publish_volatile(batch).await {
+            metrics::counter!("canopy_volatile_publish_failures_total").increment(1);
+            tracing::debug!(error = %e, "drag previews not published");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_latest_position_per_node_wins_within_a_tick() {
+        let mut drags = DragTracker::default();
+        let (hub, ws, t0) = (Uuid::new_v4(), Uuid::new_v4(), Instant::now());
+        drags.moved(1, ws, (1.0, 1.0), None, t0);
+        drags.moved(1, ws, (2.0, 3.0), None, t0);
+        let batch = drags.tick(hub, t0);
+        assert_eq!(batch.previews.len(), 1);
+        assert_eq!((batch.previews[0].x, batch.previews[0].y), (2.0, 3.0));
+        assert!(drags.tick(hub, t0).is_empty(), "nothing new, nothing sent");
+    }
+
+    #[test]
+    fn a_drag_ends_on_idle_or_close_but_not_after_a_drop() {
+        let mut drags = DragTracker::default();
+        let (hub, a, b, c) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        let t0 = Instant::now();
+        drags.moved(1, a, (0.0, 0.0), None, t0);
+        drags.moved(1, b, (0.0, 0.0), None, t0);
+        drags.moved(2, c, (0.0, 0.0), None, t0);
+        drags.tick(hub, t0);
+        drags.dropped(b);
+        drags.session_closed(2);
+        let now = drags.tick(hub, t0 + Duration::from_millis(100));
+        assert_eq!(
+            now.ended.iter().map(|e| e.workspace_id).collect::<Vec<_>>(),
+            [c]
+        );
+        let later = drags.tick(hub, t0 + DRAG_IDLE_TIMEOUT);
+        assert_eq!(
+            later
+                .ended
+                .iter()
+                .map(|e| e.workspace_id)
+                .collect::<Vec<_>>(),
+            [a]
+        );
+        assert!(drags.tick(hub, t0 + DRAG_IDLE_TIMEOUT * 2).is_empty());
+    }
+
+    #[test]
+    fn the_rate_resets_every_second() {
+        let t0 = Instant::now();
+        let mut rate = DragRate::new(t0);
+        assert!((0..DRAG_FRAMES_PER_SECOND).all(|_| rate.allow(t0)));
+        assert!(!rate.allow(t0));
+        assert!(rate.allow(t0 + Duration::from_secs(1)));
+    }
+}
