@@ -6,12 +6,20 @@
 #
 #   bench/run.sh embedded      [clients] [rate] [duration] [canopy-bench options…]
 #   bench/run.sh cluster       [clients] [rate] [duration] [canopy-bench options…]
+#   bench/run.sh failover      [clients] [rate] [duration] [canopy-bench options…]
 #   bench/run.sh idle-embedded [clients]    # server RSS per idle socket
 #   bench/run.sh idle-cluster  [clients]
 #
 # embedded: one instance on SQLite in a temp dir. cluster: two instances on a fresh PostgreSQL
 # database (canopy_bench_<random>) + Redis with a unique REDIS_KEY_PREFIX; sockets and
-# requests are spread over both. Defaults: 1000 clients, 200 requests/s, 10 s.
+# requests are spread over both. failover: cluster, and halfway through the measured window
+# the first instance gets SIGKILL; its sockets resume on the second with ?since=&epoch=
+# (override with --kill-instance / --kill-after). Defaults: 1000 clients, 200 requests/s, 10 s.
+#
+# Every run appends one line to bench/results.jsonl (BENCH_RESULTS=<file> elsewhere,
+# BENCH_RESULTS=off not at all): {"commit","dirty","date","scenario","profile","params",
+# "status","result"}, where params are this script's arguments (clients, rate, duration, the
+# extra options) and result is canopy-bench's JSON line. bench/table.sh turns that history into the README table.
 #
 # Examples:
 #   bench/run.sh cluster 1000 200 10
@@ -19,7 +27,8 @@
 #   bench/run.sh cluster 0 5000 10 --agents 1000 --mix heartbeat=100   # heartbeat ingestion
 #
 # Environment: CARGO_TARGET_DIR (where the release binaries are), BENCH_NO_BUILD=1 (skip the
-# build), BENCH_KEEP=1 (keep the server logs), BENCH_PG_HOST/PORT/USER (default
+# build), BENCH_PROFILE=debug (use the debug binaries: only to try a scenario out; such runs
+# are recorded with "profile":"debug" and the table leaves them out), BENCH_KEEP=1 (keep the server logs), BENCH_PG_HOST/PORT/USER (default
 # 127.0.0.1/5432/postgres), BENCH_REDIS_URL (default redis://127.0.0.1:6379), and anything the
 # server reads (WORKERS, DATABASE_POOL_SIZE, RUST_LOG…) is passed on to it. The servers start
 # with every rate limit off (RATE_LIMIT_*=0) unless those variables are set.
@@ -27,14 +36,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  sed -n '7,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '7,11p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 scenario=${1:-}
 [[ $# -gt 0 ]] && shift
 case "$scenario" in
-  embedded | cluster | idle-embedded | idle-cluster) ;;
+  embedded | cluster | failover | idle-embedded | idle-cluster) ;;
   *) usage ;;
 esac
 is_number() { [[ ${1:-} =~ ^[0-9]+([.][0-9]+)?$ ]]; }
@@ -49,12 +58,18 @@ fi
 extra=("$@")
 
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
+profile=${BENCH_PROFILE:-release}
+case "$profile" in
+  release) build_flags=(--release) ;;
+  debug) build_flags=() ;;
+  *) echo "run.sh: BENCH_PROFILE is release or debug" >&2; exit 2 ;;
+esac
 if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
-  echo "run.sh: cargo build --release --bins" >&2
-  cargo build --release --bins >&2
+  echo "run.sh: cargo build ${build_flags[*]} --bins" >&2
+  cargo build "${build_flags[@]}" --bins >&2
 fi
-server_bin=$target_dir/release/canopy
-bench_bin=$target_dir/release/canopy-bench
+server_bin=$target_dir/$profile/canopy
+bench_bin=$target_dir/$profile/canopy-bench
 for bin in "$server_bin" "$bench_bin"; do
   [[ -x $bin ]] || { echo "run.sh: $bin is missing (build first)" >&2; exit 2; }
 done
@@ -101,9 +116,11 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Below the kernel's ephemeral range (32768+ by default): a port there can be taken by an
+# outgoing connection (to PostgreSQL, to Redis) between this check and the server's bind.
 free_port() {
   local port
-  for port in $(shuf -i 20000-45000 -n 100); do
+  for port in $(shuf -i 20000-32000 -n 100); do
     if ! port_open "$port" && [[ " ${ports[*]} " != *" $port "* ]]; then
       echo "$port"
       return 0
@@ -113,8 +130,19 @@ free_port() {
   return 1
 }
 
-# start_server NAME [-u VAR] VAR=VALUE…: starts an instance on a free port, waits for /health.
+# start_server NAME [-u VAR] VAR=VALUE…: starts an instance on a free port, waits for /health;
+# tries another port if the chosen one was taken in between.
 start_server() {
+  local attempt
+  for attempt in 1 2 3; do
+    start_server_once "$@" && return 0
+    grep -q "Address already in use" "$tmp/$1.log" 2>/dev/null || return 1
+    echo "run.sh: $1: port taken, trying another (attempt $attempt)" >&2
+  done
+  return 1
+}
+
+start_server_once() {
   local name=$1 port
   shift
   port=$(free_port)
@@ -150,7 +178,7 @@ case "$scenario" in
   embedded | idle-embedded)
     start_server embedded -u REDIS_URL DATABASE_URL="sqlite://$tmp/canopy.db"
     ;;
-  cluster | idle-cluster)
+  cluster | failover | idle-cluster)
     database=canopy_bench_$run_id
     redis_prefix="bench:$run_id:"
     psql_admin "CREATE DATABASE $database"
@@ -161,13 +189,35 @@ case "$scenario" in
     ;;
 esac
 
-args=(--clients "$clients" --rate "$rate" --duration "$duration" --admin-token "$admin_token")
+args=(--clients "$clients" --rate "$rate" --duration "$duration")
 for i in "${!ports[@]}"; do
   args+=(--url "http://127.0.0.1:${ports[$i]}" --pid "${pids[$i]}")
 done
-echo "run.sh: $scenario: canopy-bench ${args[*]/$admin_token/…} ${extra[*]:-}" >&2
+if [[ $scenario == failover && " ${extra[*]:-} " != *" --kill-instance "* ]]; then
+  # Halfway through the window: the survivor then carries the load for as long again.
+  args+=(--kill-instance 0 --kill-after "$(awk -v d="$duration" 'BEGIN { print d / 2 }')")
+fi
+echo "run.sh: $scenario: canopy-bench ${args[*]} ${extra[*]:-}" >&2
 set +e
-"$bench_bin" "${args[@]}" "${extra[@]}"
+line=$("$bench_bin" "${args[@]}" --admin-token "$admin_token" "${extra[@]}")
 status=$?
 set -e
+[[ -n $line ]] && echo "$line"
+
+# The history: one line per run that produced a report (a setup failure, status 2, has none).
+results=${BENCH_RESULTS:-bench/results.jsonl}
+if [[ $results != off && -n $line ]] && jq -e . >/dev/null 2>&1 <<<"$line"; then
+  commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+  dirty=false
+  [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && dirty=true
+  jq -cn --arg commit "$commit" --argjson dirty "$dirty" \
+    --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg scenario "$scenario" \
+    --arg profile "$profile" --arg extra "${extra[*]:-}" \
+    --argjson clients "$clients" --argjson rate "$rate" --argjson duration "$duration" \
+    --argjson status "$status" --argjson result "$line" \
+    '{commit: $commit, dirty: $dirty, date: $date, scenario: $scenario, profile: $profile,
+      params: {clients: $clients, rate: $rate, duration: $duration, options: $extra},
+      status: $status, result: $result}' >>"$results"
+  echo "run.sh: appended to $results" >&2
+fi
 exit "$status"

@@ -137,11 +137,17 @@ fn drag_counter_backwards(text: &str) -> Option<Option<u64>> {
     )
 }
 
-/// The `seq` of a CONNECTED frame (`payload.seq`), where a socket's stream starts.
-pub fn connected_seq(text: &str) -> Option<i64> {
+/// A CONNECTED frame's `payload.seq` (where a socket's stream starts, or on a resume how far
+/// the server has delivered) and the stream's `epoch` (what a resume names in `?epoch=`).
+pub fn connected(text: &str) -> Option<(i64, String)> {
     let value: serde_json::Value = serde_json::from_str(text).ok()?;
     (value.get("event")?.as_str()? == "CONNECTED").then_some(())?;
-    value.get("payload")?.get("seq")?.as_i64()
+    let payload = value.get("payload")?;
+    let epoch = payload
+        .get("epoch")
+        .and_then(|e| e.as_str())
+        .unwrap_or_default();
+    Some((payload.get("seq")?.as_i64()?, epoch.to_string()))
 }
 
 /// One socket's view of the stream. The server sends a canvas socket every event after the
@@ -259,7 +265,7 @@ mod tests {
     fn seq_inside_a_payload_is_not_the_envelope_seq() {
         let connected = r#"{"event":"CONNECTED","workspace_id":null,"timestamp":"t","payload":{"epoch":"e","instance_id":"i","seq":41}}"#;
         assert_eq!(classify(connected), Frame::Other);
-        assert_eq!(connected_seq(connected), Some(41));
+        assert_eq!(super::connected(connected), Some((41, "e".to_string())));
         let tricky = envelope(
             "AGENT_CARD_UPDATED",
             json!({"agent_card": {"seq": 5}}),

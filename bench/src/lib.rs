@@ -11,6 +11,11 @@
 //! 4. wait for requests in flight, send one last "marker" drag, and wait (at most `tail_wait`)
 //!    until every socket has reached the marker's seq: a socket that has not lost the rest.
 //!
+//! With `kill` set (the failover scenario), step 3 sends SIGKILL to one instance partway
+//! through the measured window; requests stop going to it just before, and its sockets resume
+//! on the next instance with `?since=&epoch=`. The report adds how long until every one of
+//! them had resumed, and the usual checks cover the stream across the two connections.
+//!
 //! Drags carry a counter in `x` (with `y` = [`frames::DRAG_MARKER_Y`]), activity posts in their
 //! summary, so a frame is matched to the moment its request was sent without any per-event
 //! lookup structure beyond one slot per counter.
@@ -26,8 +31,8 @@ mod target;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-pub use load::{Kind, Mix};
-pub use report::{KindReport, Percentiles, ProcessReport, Report};
+pub use load::{Kind, Mix, CUT_BY_KILL};
+pub use report::{FailoverReport, KindReport, Percentiles, ProcessReport, Report};
 pub use target::Target;
 
 use load::{Api, Driver, Plan};
@@ -75,6 +80,37 @@ pub struct BenchConfig {
     pub tail_wait: Duration,
     /// WebSocket handshakes in progress at once while connecting.
     pub connect_concurrency: usize,
+    /// Kill one instance during the measured window (the failover scenario).
+    pub kill: Option<Kill>,
+}
+
+/// Which instance the failover scenario kills, and when.
+#[derive(Clone)]
+pub struct Kill {
+    /// Index into `urls` (and `pids`: the process that is sent SIGKILL).
+    pub instance: usize,
+    /// Time into the measured window.
+    pub after: Duration,
+    /// Takes the instance down instead of SIGKILL to its pid: for an instance that is not a
+    /// process of its own (the in-process servers of the tests).
+    pub by: Option<KillHook>,
+}
+
+/// Takes an instance down; `Err` says why it could not.
+pub type KillHook = Arc<
+    dyn Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
+        + Send
+        + Sync,
+>;
+
+impl std::fmt::Debug for Kill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kill")
+            .field("instance", &self.instance)
+            .field("after", &self.after)
+            .field("by", &self.by.as_ref().map(|_| "hook"))
+            .finish()
+    }
 }
 
 impl BenchConfig {
@@ -93,6 +129,7 @@ impl BenchConfig {
             max_in_flight: 256,
             tail_wait: Duration::from_secs(5),
             connect_concurrency: 64,
+            kill: None,
         }
     }
 
@@ -146,6 +183,20 @@ impl BenchConfig {
                 MAX_TAIL_WAIT.as_secs()
             ));
         }
+        if let Some(kill) = &self.kill {
+            if self.urls.len() < 2 {
+                return usage("killing an instance needs at least two --url".into());
+            }
+            if kill.by.is_none() && self.pids.len() != self.urls.len() {
+                return usage("killing an instance needs one --pid per --url, in order".into());
+            }
+            if kill.instance >= self.urls.len() {
+                return usage(format!("--kill-instance must be below {}", self.urls.len()));
+            }
+            if kill.after >= self.duration {
+                return usage("--kill-after must fall inside --duration".into());
+            }
+        }
         if let Some(token) = &self.admin_token {
             if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
                 return usage("--admin-token must be a non-empty token without spaces".into());
@@ -184,6 +235,19 @@ fn cpu_pct(before: Option<f64>, after: Option<f64>, wall: Duration) -> Option<f6
     (secs > 0.0).then(|| (used / secs * 1000.0).round() / 10.0)
 }
 
+/// Sends SIGKILL to `pid` (an instance this run was given with `--pid`).
+async fn sigkill(pid: u32) -> Result<(), String> {
+    let status = tokio::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .await
+        .map_err(|e| format!("kill -KILL {pid}: {e}"))?;
+    status
+        .success()
+        .then_some(())
+        .ok_or_else(|| format!("kill -KILL {pid}: {status}"))
+}
+
 /// Runs one benchmark against running instances. Returns the report whatever the stream
 /// looked like; an `Err` means the run could not be set up.
 pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
@@ -206,14 +270,13 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     let rss_before: Vec<Option<u64>> = config.pids.iter().map(|p| procfs::rss_kib(*p)).collect();
 
     let connecting = Instant::now();
-    let opened = sockets::open_all(
-        &targets,
-        config.clients,
-        config.admin_token.as_deref(),
-        config.connect_concurrency,
-        &shared,
-    )
-    .await;
+    let dialer = sockets::Dialer {
+        targets: targets.clone().into(),
+        admin_token: config.admin_token.clone(),
+        resume: config.kill.is_some(),
+    };
+    let opened =
+        sockets::open_all(&dialer, config.clients, config.connect_concurrency, &shared).await;
     progress(format_args!(
         "{} sockets open in {:.1}s ({} failed)",
         opened.sockets.len(),
@@ -235,6 +298,18 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     shared.begin_measuring(driver.issued + 1);
     let cpu_before = cpu_now(&config.pids);
     let measuring = Instant::now();
+    let mut killed = None;
+    if let Some(kill) = config.kill.clone() {
+        driver.run_until(config.warmup + kill.after).await;
+        api.mark_down(kill.instance);
+        let at = Instant::now();
+        let done = match &kill.by {
+            Some(hook) => hook().await,
+            None => sigkill(config.pids[kill.instance]).await,
+        };
+        progress(format_args!("instance {} taken down", kill.instance));
+        killed = Some((kill, at, done));
+    }
     driver.run_until(config.warmup + config.duration).await;
     shared.end_measuring(driver.issued + 1);
     let measured = measuring.elapsed();
@@ -284,6 +359,17 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     .await
     .map_err(|_| BenchError::Setup("socket tasks did not stop".into()))?;
 
+    let mut failover = killed.map(|(kill, at, signalled)| FailoverReport {
+        instance: kill.instance,
+        pid: config.pids.get(kill.instance).copied().unwrap_or(0),
+        after_s: kill.after.as_secs_f64(),
+        kill_error: signalled.err(),
+        sockets_on_instance: (0..config.clients)
+            .filter(|i| i % targets.len() == kill.instance)
+            .count(),
+        killed_at: Some(at),
+        ..FailoverReport::default()
+    });
     let mut report = Report {
         instances: targets.len(),
         clients: config.clients,
@@ -319,6 +405,9 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         report.duplicated += check.duplicated;
         report.out_of_order += check.out_of_order;
         report.resyncs += outcome.resyncs;
+        if let Some(failover) = &mut failover {
+            failover.observe(&outcome);
+        }
         match outcome.closed {
             Some(reason) => *report.closed.entry(reason).or_default() += 1,
             None if marker_unseen => {
@@ -333,6 +422,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
             None => {}
         }
     }
+    report.failover = failover;
     report.latency = Percentiles::of(&shared.merged_latency());
     report.kinds = Kind::ALL
         .into_iter()
@@ -345,6 +435,9 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         })
         .collect();
     for (key, (count, sample)) in driver.stats.errors() {
+        if key.starts_with(CUT_BY_KILL) {
+            report.cut_by_kill += count;
+        }
         report.errors.insert(key.clone(), count);
         report.error_samples.insert(key, sample);
     }

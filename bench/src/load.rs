@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -153,7 +153,13 @@ pub struct Api {
     client: reqwest::Client,
     pub targets: Vec<Target>,
     admin_token: Option<String>,
+    /// Instances taken down on purpose (the failover scenario): no request is routed to them.
+    down: Vec<AtomicBool>,
 }
+
+/// Error key prefix of requests that were in flight to an instance when it was killed: the
+/// scenario cut them, so they are reported apart and do not fail the run.
+pub const CUT_BY_KILL: &str = "cut by kill: ";
 
 impl Api {
     pub fn new(
@@ -174,15 +180,34 @@ impl Api {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| BenchError::Setup(format!("http client: {e}")))?;
+        let down = targets.iter().map(|_| AtomicBool::new(false)).collect();
         Ok(Api {
             client,
             targets,
             admin_token,
+            down,
         })
     }
 
+    /// Routes request `n` round-robin over the instances that are not down.
+    fn route(&self, n: u64) -> usize {
+        let count = self.targets.len();
+        let first = (n % count as u64) as usize;
+        (0..count)
+            .map(|step| (first + step) % count)
+            .find(|i| !self.down[*i].load(Ordering::Acquire))
+            .unwrap_or(first)
+    }
+
     fn target(&self, n: u64) -> &Target {
-        &self.targets[(n % self.targets.len() as u64) as usize]
+        &self.targets[self.route(n)]
+    }
+
+    /// Stops routing requests to instance `index` (before it is killed).
+    pub fn mark_down(&self, index: usize) {
+        if let Some(flag) = self.down.get(index) {
+            flag.store(true, Ordering::Release);
+        }
     }
 
     fn with_bearer(rb: reqwest::RequestBuilder, token: Option<&str>) -> reqwest::RequestBuilder {
@@ -254,7 +279,19 @@ impl Api {
     /// Sends one planned request; `Ok` when it answered 2xx (its body read, so the
     /// connection goes back to the pool), otherwise what went wrong.
     async fn send(&self, request: &Planned, plan: &Plan) -> Result<(), Failure> {
-        let target = self.target(request.route);
+        let index = self.route(request.route);
+        let result = self.send_to(index, request, plan).await;
+        match result {
+            Err(failure) if self.down[index].load(Ordering::Acquire) => Err(Failure {
+                key: format!("{CUT_BY_KILL}{}", failure.key),
+                detail: failure.detail,
+            }),
+            other => other,
+        }
+    }
+
+    async fn send_to(&self, index: usize, request: &Planned, plan: &Plan) -> Result<(), Failure> {
+        let target = &self.targets[index];
         let (rb, token, body) = match request.what {
             What::Drag { workspace } => (
                 self.client.patch(format!(

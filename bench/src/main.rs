@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use canopy_bench::{self as bench, BenchConfig, Mix};
+use canopy_bench::{self as bench, BenchConfig, Kill, Mix};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -53,6 +53,14 @@ struct Args {
     /// Seconds the end of the run waits for every socket to receive the last event.
     #[arg(long, default_value_t = 5)]
     tail_wait: u64,
+    /// Failover scenario: send SIGKILL to this instance (index of its --url, and of its --pid)
+    /// during the measured window; every socket resumes on another instance with
+    /// `?since=&epoch=` when its connection ends.
+    #[arg(long, requires = "kill_after")]
+    kill_instance: Option<usize>,
+    /// Seconds into the measured window at which --kill-instance is killed.
+    #[arg(long, requires = "kill_instance")]
+    kill_after: Option<f64>,
     /// Runtime worker threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -72,6 +80,17 @@ fn main() {
     config.pids = args.pids;
     config.max_in_flight = args.max_in_flight;
     config.tail_wait = Duration::from_secs(args.tail_wait);
+    if let (Some(instance), Some(after)) = (args.kill_instance, args.kill_after) {
+        let Ok(after) = Duration::try_from_secs_f64(after) else {
+            eprintln!("canopy-bench: --kill-after must be a number of seconds");
+            std::process::exit(2);
+        };
+        config.kill = Some(Kill {
+            instance,
+            after,
+            by: None,
+        });
+    }
     if let Err(e) = config.validate() {
         eprintln!("canopy-bench: {e}");
         std::process::exit(2);

@@ -1,6 +1,7 @@
 //! The result of a run: one JSON object, and whether the stream was intact.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
@@ -59,6 +60,74 @@ pub struct ProcessReport {
     pub cpu_pct: Option<f64>,
 }
 
+/// The failover scenario: one instance killed, its sockets resumed elsewhere.
+#[derive(Clone, Debug, Default)]
+pub struct FailoverReport {
+    /// Index of the killed instance among the URLs, and its process id.
+    pub instance: usize,
+    pub pid: u32,
+    /// Seconds into the measured window when it was killed.
+    pub after_s: f64,
+    /// Why SIGKILL could not be sent, if it could not.
+    pub kill_error: Option<String>,
+    pub killed_at: Option<Instant>,
+    /// Sockets that were connected to the killed instance.
+    pub sockets_on_instance: usize,
+    /// Sockets that resumed at least once after the kill.
+    pub sockets_resumed: usize,
+    /// Resumes over all sockets (a socket dropped twice resumes twice).
+    pub resumes: u64,
+    /// Connection attempts that failed while resuming (the dead instance refusing, timeouts).
+    pub resume_failures: u64,
+    /// Kill → CONNECTED on the new instance, per resumed socket, in microseconds.
+    pub resume_micros: Vec<u64>,
+}
+
+impl FailoverReport {
+    /// Adds one socket's outcome.
+    pub fn observe(&mut self, outcome: &super::sockets::SocketOutcome) {
+        self.resumes += outcome.resumes;
+        self.resume_failures += outcome.resume_failures;
+        if let (Some(killed), Some(resumed)) = (self.killed_at, outcome.resumed_at) {
+            if resumed >= killed {
+                self.sockets_resumed += 1;
+                self.resume_micros
+                    .push(resumed.duration_since(killed).as_micros() as u64);
+            }
+        }
+    }
+
+    /// Kill → CONNECTED on the survivor over the resumed sockets; `max` is the time until every
+    /// one of them had resumed.
+    pub fn resume_latency(&self) -> Option<Percentiles> {
+        let mut h = super::shared::latency_histogram();
+        for &m in &self.resume_micros {
+            h.saturating_record(m.clamp(1, super::shared::MAX_LATENCY_MICROS));
+        }
+        Percentiles::of(&h)
+    }
+
+    /// Every socket of the killed instance resumed (the stream checks are the report's own).
+    pub fn all_resumed(&self) -> bool {
+        self.kill_error.is_none() && self.sockets_resumed >= self.sockets_on_instance
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "instance": self.instance,
+            "pid": self.pid,
+            "after_s": self.after_s,
+            "kill_error": self.kill_error,
+            "sockets_on_instance": self.sockets_on_instance,
+            "sockets_resumed": self.sockets_resumed,
+            "all_resumed": self.all_resumed(),
+            "resumes": self.resumes,
+            "resume_failures": self.resume_failures,
+            "resume_ms": Percentiles::to_json(&self.resume_latency()),
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub instances: usize,
@@ -86,6 +155,11 @@ pub struct Report {
     pub final_seq: i64,
     pub tail_wait_ms: u64,
     pub errors: BTreeMap<String, u64>,
+    /// Requests cut by the failover scenario's kill (in flight to the killed instance); they
+    /// are in `errors` too, but do not make the run fail.
+    pub cut_by_kill: u64,
+    /// Set by the failover scenario.
+    pub failover: Option<FailoverReport>,
     /// One example of each kind of error.
     pub error_samples: BTreeMap<String, String>,
     pub processes: Vec<ProcessReport>,
@@ -105,15 +179,17 @@ impl Report {
         self.kinds.iter().map(|k| k.committed).sum()
     }
 
+    /// Failed requests, not counting those the failover kill cut.
     pub fn error_count(&self) -> u64 {
-        self.errors.values().sum()
+        self.errors.values().sum::<u64>() - self.cut_by_kill
     }
 
     pub fn kind(&self, name: &str) -> Option<&KindReport> {
         self.kinds.iter().find(|k| k.name == name)
     }
 
-    /// Every socket got every event exactly once, in order, and stayed open.
+    /// Every socket got every event exactly once, in order, and stayed open (or, in the
+    /// failover scenario, resumed on another instance).
     pub fn stream_intact(&self) -> bool {
         self.lost == 0
             && self.duplicated == 0
@@ -122,6 +198,10 @@ impl Report {
             && self.closed.is_empty()
             && self.sockets_behind == 0
             && self.connect_failures.is_empty()
+            && self
+                .failover
+                .as_ref()
+                .is_none_or(FailoverReport::all_resumed)
     }
 
     /// 0: intact and no request failed; 1: the stream was not intact; 3: intact, but some
@@ -214,6 +294,8 @@ impl Report {
             "machine_cpu_pct": self.machine_cpu_pct,
             "cores": self.cores,
             "errors": self.error_count(),
+            "cut_by_kill": self.cut_by_kill,
+            "failover": self.failover.as_ref().map(FailoverReport::to_json),
             "error_kinds": self.errors,
             "error_samples": self.error_samples,
             "connect_failures": self.connect_failures.len(),
@@ -236,6 +318,13 @@ mod tests {
             ..Report::default()
         };
         assert_eq!(errors.exit_code(), 3);
+        // Requests in flight to the killed instance are the scenario, not a failure.
+        let cut = Report {
+            errors: BTreeMap::from([(format!("{}connect", crate::CUT_BY_KILL), 3)]),
+            cut_by_kill: 3,
+            ..Report::default()
+        };
+        assert_eq!((cut.error_count(), cut.exit_code()), (0, 0));
         for broken in [
             Report {
                 lost: 1,
@@ -255,6 +344,15 @@ mod tests {
             },
             Report {
                 sockets_behind: 1,
+                ..Report::default()
+            },
+            // A socket of the killed instance never resumed.
+            Report {
+                failover: Some(FailoverReport {
+                    sockets_on_instance: 2,
+                    sockets_resumed: 1,
+                    ..FailoverReport::default()
+                }),
                 ..Report::default()
             },
         ] {

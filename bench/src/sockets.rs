@@ -1,4 +1,7 @@
-//! Canvas sockets: one lightweight task each, reading frames until told to stop.
+//! Canvas sockets: one lightweight task each, reading frames until told to stop. With
+//! `resume` on (the failover scenario), a socket whose connection ends reconnects to the next
+//! instance with `?since=<last seq>&epoch=<epoch>`, as the canvas page does, and keeps checking
+//! one continuous seq sequence across the two connections.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -26,6 +29,12 @@ const LATENCY_BATCH: usize = 64;
 /// Server frames are a few hundred bytes; the default 128 KiB read buffer per socket would
 /// make the generator's own memory the story at 5,000 sockets.
 const READ_BUFFER_BYTES: usize = 4 * 1024;
+/// How long a dropped socket keeps trying to resume before it counts as closed.
+const RESUME_DEADLINE: Duration = Duration::from_secs(30);
+/// Pause after a failed resume attempt, times the attempt number (at most `RESUME_PAUSE_MAX`).
+/// The first attempt goes at once: a storm of immediate reconnects is the harsh case.
+const RESUME_PAUSE: Duration = Duration::from_millis(50);
+const RESUME_PAUSE_MAX: Duration = Duration::from_millis(500);
 
 /// What one socket saw, returned when it stops.
 #[derive(Debug, Default)]
@@ -36,6 +45,12 @@ pub struct SocketOutcome {
     pub resyncs: u64,
     /// Why the socket ended before it was told to stop (a close code, an error).
     pub closed: Option<String>,
+    /// Connections of this socket that ended and were resumed on another instance.
+    pub resumes: u64,
+    /// Connection attempts that failed while resuming.
+    pub resume_failures: u64,
+    /// When the last resume's CONNECTED frame arrived.
+    pub resumed_at: Option<Instant>,
 }
 
 pub struct Socket {
@@ -56,27 +71,43 @@ pub struct Opened {
     pub failures: Vec<String>,
 }
 
-/// Opens `count` sockets round-robin over `targets`, at most `concurrency` handshakes at a
-/// time. Socket `i` reports its progress in `shared.progress[i]`.
+/// Where a socket connects, and whether it resumes on another instance when dropped.
+#[derive(Clone)]
+pub struct Dialer {
+    pub targets: Arc<[Target]>,
+    pub admin_token: Option<String>,
+    /// Reconnect with `?since=&epoch=` when a connection ends (instead of counting it closed).
+    pub resume: bool,
+}
+
+/// Opens `count` sockets round-robin over the dialer's targets, at most `concurrency`
+/// handshakes at a time. Socket `i` reports its progress in `shared.progress[i]`.
 pub async fn open_all(
-    targets: &[Target],
+    dialer: &Dialer,
     count: usize,
-    admin_token: Option<&str>,
     concurrency: usize,
     shared: &Arc<Shared>,
 ) -> Opened {
     let results: Vec<Result<Socket, String>> = stream::iter(0..count)
         .map(|i| {
-            let target = &targets[i % targets.len()];
+            let on = i % dialer.targets.len();
             let shared = Arc::clone(shared);
+            let dialer = dialer.clone();
             async move {
-                match connect(target, admin_token).await {
+                match connect(&dialer.targets[on], dialer.admin_token.as_deref(), None).await {
                     // Reading starts at once: nothing queues up server-side while the rest
                     // connect.
-                    Ok((ws, connected_seq)) => {
+                    Ok((ws, connected_seq, epoch)) => {
                         shared.progress[i].store(connected_seq, Ordering::Relaxed);
                         let (stop, stopped) = oneshot::channel();
-                        let handle = tokio::spawn(read_loop(i, ws, connected_seq, shared, stopped));
+                        let link = Link {
+                            ws,
+                            on,
+                            epoch,
+                            dialer,
+                        };
+                        let handle =
+                            tokio::spawn(read_loop(i, link, connected_seq, shared, stopped));
                         Ok(Socket { handle, stop })
                     }
                     Err(e) => {
@@ -100,10 +131,21 @@ pub async fn open_all(
     Opened { sockets, failures }
 }
 
-/// Handshake, then the CONNECTED frame: the seq this socket's stream starts after.
-async fn connect(target: &Target, admin_token: Option<&str>) -> Result<(Ws, i64), String> {
-    let mut request = target
-        .ws
+/// Handshake, then the CONNECTED frame: the seq this socket's stream starts after, and the
+/// stream's epoch. `resume` is `(since, epoch)` of a reconnect.
+async fn connect(
+    target: &Target,
+    admin_token: Option<&str>,
+    resume: Option<(i64, &str)>,
+) -> Result<(Ws, i64, String), String> {
+    let url = match resume {
+        None => target.ws.clone(),
+        Some((since, epoch)) => {
+            let epoch: String = url::form_urlencoded::byte_serialize(epoch.as_bytes()).collect();
+            format!("{}?since={since}&epoch={epoch}", target.ws)
+        }
+    };
+    let mut request = url
         .as_str()
         .into_client_request()
         .map_err(|e| format!("ws request: {e}"))?;
@@ -128,8 +170,8 @@ async fn connect(target: &Target, admin_token: Option<&str>) -> Result<(Ws, i64)
         match tokio::time::timeout_at(deadline, ws.next()).await {
             Err(_) => return Err("ws connect: no CONNECTED frame".into()),
             Ok(Some(Ok(Message::Text(text)))) => {
-                return frames::connected_seq(text.as_str())
-                    .map(|seq| (ws, seq))
+                return frames::connected(text.as_str())
+                    .map(|(seq, epoch)| (ws, seq, epoch))
                     .ok_or_else(|| format!("ws connect: first frame is not CONNECTED: {text}"));
             }
             Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
@@ -140,9 +182,72 @@ async fn connect(target: &Target, admin_token: Option<&str>) -> Result<(Ws, i64)
     }
 }
 
+/// One socket's current connection: the instance it is on and the stream's epoch.
+struct Link {
+    ws: Ws,
+    on: usize,
+    epoch: String,
+    dialer: Dialer,
+}
+
+enum Resumed {
+    Yes,
+    /// Told to stop while resuming.
+    Stopped,
+    /// Gave up at the deadline; the last error.
+    No(String),
+}
+
+/// Reconnects to the next instances in turn with `?since=<last>&epoch=`, until one answers
+/// with CONNECTED, the deadline passes, or the socket is told to stop. The replayed events
+/// then arrive on the new connection and go through the same seq check.
+async fn resume(
+    link: &mut Link,
+    last: i64,
+    outcome: &mut SocketOutcome,
+    stop: &mut oneshot::Receiver<()>,
+) -> Resumed {
+    let deadline = Instant::now() + RESUME_DEADLINE;
+    let count = link.dialer.targets.len();
+    let mut attempt = 0u32;
+    loop {
+        let on = (link.on + 1 + attempt as usize) % count;
+        let target = &link.dialer.targets[on];
+        let token = link.dialer.admin_token.as_deref();
+        let tried = tokio::select! {
+            biased;
+            _ = &mut *stop => return Resumed::Stopped,
+            tried = connect(target, token, Some((last, &link.epoch))) => tried,
+        };
+        match tried {
+            Ok((ws, _, epoch)) => {
+                outcome.resumes += 1;
+                outcome.resumed_at = Some(Instant::now());
+                link.ws = ws;
+                link.on = on;
+                link.epoch = epoch;
+                return Resumed::Yes;
+            }
+            Err(e) => {
+                outcome.resume_failures += 1;
+                attempt += 1;
+                let pause = (RESUME_PAUSE * attempt).min(RESUME_PAUSE_MAX);
+                if Instant::now() + pause >= deadline {
+                    return Resumed::No(format!("resume failed: {e}"));
+                }
+                tokio::select! {
+                    biased;
+                    _ = &mut *stop => return Resumed::Stopped,
+                    _ = tokio::time::sleep(pause) => {}
+                }
+            }
+        }
+    }
+}
+
 async fn read_loop(
     index: usize,
-    mut ws: Ws,
+    mut link: Link,
     connected_seq: i64,
     shared: Arc<Shared>,
     mut stop: oneshot::Receiver<()>,
@@ -157,26 +262,32 @@ async fn read_loop(
         let message = tokio::select! {
             biased;
             _ = &mut stop => break,
-            message = ws.next() => message,
+            message = link.ws.next() => message,
         };
-        let text = match message {
-            Some(Ok(Message::Text(text))) => text,
-            Some(Ok(Message::Close(frame))) => {
-                outcome.closed = Some(match frame {
-                    Some(f) => format!("close {}", u16::from(f.code)),
-                    None => "close (no code)".into(),
-                });
-                break;
-            }
+        let ended = match message {
+            Some(Ok(Message::Text(text))) => Ok(text),
+            Some(Ok(Message::Close(frame))) => Err(match frame {
+                Some(f) => format!("close {}", u16::from(f.code)),
+                None => "close (no code)".into(),
+            }),
             Some(Ok(_)) => continue,
-            Some(Err(e)) => {
-                outcome.closed = Some(format!("error: {e}"));
+            Some(Err(e)) => Err(format!("error: {e}")),
+            None => Err("eof".into()),
+        };
+        let text = match ended {
+            Ok(text) => text,
+            Err(why) if !link.dialer.resume => {
+                outcome.closed = Some(why);
                 break;
             }
-            None => {
-                outcome.closed = Some("eof".into());
-                break;
-            }
+            Err(_) => match resume(&mut link, outcome.check.last, &mut outcome, &mut stop).await {
+                Resumed::Yes => continue,
+                Resumed::Stopped => break,
+                Resumed::No(why) => {
+                    outcome.closed = Some(why);
+                    break;
+                }
+            },
         };
         match frames::classify(text.as_str()) {
             Frame::Stream { seq, counter } => {
