@@ -59,15 +59,15 @@ const KEPT_HEADERS: [header::HeaderName; 4] = [
 /// Whose key space a request's Idempotency-Key lives in, decided here and nowhere else: the
 /// person the principal middleware resolved (`principal:<id>`: an API key's id, `admin`,
 /// `local` in open mode); otherwise — an agent call — a SHA-256 of the bearer token it presents
-/// (hashed, never stored), or `anonymous`.
-pub fn caller_scope(req: &HttpRequest) -> String {
+/// (hashed, never stored). `None` for a caller nothing identifies (a public route such as
+/// `POST /session` or `DELETE /session`): such callers would share one key space, so one
+/// person's retry could be answered with another's stored response; their requests run
+/// without the header's effect instead.
+pub fn caller_scope(req: &HttpRequest) -> Option<String> {
     if let Some(principal) = super::principal::of_request(req) {
-        return format!("principal:{}", principal.id);
+        return Some(format!("principal:{}", principal.id));
     }
-    match super::auth::bearer(req) {
-        Some(token) => format!("bearer:{}", super::auth::hash_token(token)),
-        None => "anonymous".into(),
-    }
+    super::auth::bearer(req).map(|token| format!("bearer:{}", super::auth::hash_token(token)))
 }
 
 /// The key from the header: an sf-string (`"…"`, as the draft writes it) or, as most clients
@@ -143,6 +143,16 @@ pub async fn middleware(
     let Some(raw_key) = req.headers().get(IDEMPOTENCY_KEY).filter(|_| unsafe_method) else {
         return Ok(next.call(req).await?.map_into_boxed_body());
     };
+    // Two keys on one request: whichever one a retry repeats, the other would run it again.
+    if req.headers().get_all(IDEMPOTENCY_KEY).nth(1).is_some() {
+        return Ok(req.into_response(refusal(
+            StatusCode::BAD_REQUEST,
+            "must be sent once; this request has more than one",
+        )));
+    }
+    let Some(scope) = caller_scope(req.request()) else {
+        return Ok(next.call(req).await?.map_into_boxed_body());
+    };
     let Some(key) = parse_key(raw_key) else {
         return Ok(req.into_response(refusal(
             StatusCode::BAD_REQUEST,
@@ -159,7 +169,6 @@ pub async fn middleware(
         .map_or(req.path(), |p| p.as_str())
         .to_string();
     let fingerprint = fingerprint(req.method(), &path_and_query, &body);
-    let scope = caller_scope(req.request());
     req.set_payload(Payload::from(body));
 
     let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;

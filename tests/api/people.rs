@@ -1498,3 +1498,73 @@ async fn open_mode_stays_open_and_keys_there_still_name_people() {
     let (_, present) = app.get("/canvas/presence").await;
     assert_eq!(present, json!([]));
 }
+
+/// `POST /session` and `DELETE /session` are public: nothing identifies their caller before
+/// they run, so an Idempotency-Key there has no key space and no effect. Were it kept, one
+/// person's retried sign-out could be answered with another's stored 204 and leave them signed
+/// in, and a retried sign-in would get no cookie.
+#[tokio::test]
+async fn an_idempotency_key_on_the_session_routes_never_answers_for_another_person() {
+    let db = TestDb::new();
+    let app = token_mode(&db).await;
+    let (_, ada) = issue_key(&app, "Ada", "viewer").await;
+    let (_, ed) = issue_key(&app, "Ed", "viewer").await;
+    for attempt in 0..2 {
+        let response = app
+            .client
+            .post(app.url("/session"))
+            .header("Idempotency-Key", "sign-in-1")
+            .json(&json!({ "key": ada }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204, "attempt {attempt}");
+        assert!(response.headers().get("idempotent-replayed").is_none());
+        assert!(
+            response.headers().get("set-cookie").is_some(),
+            "attempt {attempt} sets a cookie"
+        );
+    }
+    let (ada_cookie, ed_cookie) = (sign_in(&app, &ada).await, sign_in(&app, &ed).await);
+    for cookie in [&ada_cookie, &ed_cookie] {
+        let response = app
+            .client
+            .delete(app.url("/session"))
+            .header("Cookie", cookie)
+            .header("Idempotency-Key", "sign-out-1")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 204);
+        assert!(response.headers().get("idempotent-replayed").is_none());
+    }
+    for cookie in [&ada_cookie, &ed_cookie] {
+        let (status, _) = call(&app, "get", "/session", None, &[("Cookie", cookie)], None).await;
+        assert_eq!(status, 401, "both people are signed out");
+    }
+}
+
+/// Two keys on one request are refused: a retry repeating either would run it again.
+#[tokio::test]
+async fn an_idempotency_key_sent_twice_is_refused() {
+    let db = TestDb::new();
+    let app = token_mode(&db).await;
+    let response = app
+        .client
+        .post(app.url("/workspaces"))
+        .bearer_auth(ADMIN)
+        .header("Idempotency-Key", "first")
+        .header("Idempotency-Key", "second")
+        .json(&json!({ "name": "Twice" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("Idempotency-Key:"));
+    let (_, workspaces) = call(&app, "get", "/workspaces", Some(ADMIN), &[], None).await;
+    assert_eq!(workspaces.as_array().unwrap().len(), 0, "nothing ran");
+}
