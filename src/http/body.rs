@@ -6,13 +6,17 @@
 //!    sites without a CORS preflight, never `application/json`.
 //! 2. At most [`MAX_BODY_BYTES`](super::MAX_BODY_BYTES) (413).
 //! 3. Valid UTF-8 holding exactly one JSON object, nothing after it (400).
-//! 4. No string or key anywhere holds U+0000 (400). PostgreSQL cannot store it in `text` or
+//! 4. No object anywhere holds the same key twice (400): `{"role":"viewer","role":"admin"}`
+//!    would otherwise mean whichever copy the reader keeps (serde keeps the last), while a
+//!    proxy, a log or a reviewer may read the first. RFC 8259 §4 leaves duplicate names to
+//!    the implementation; I-JSON (RFC 7493 §2.3) forbids them.
+//! 5. No string or key anywhere holds U+0000 (400). PostgreSQL cannot store it in `text` or
 //!    `jsonb` and SQLite can, so refusing it at the edge gives both backends one answer.
-//! 5. No field the body type knows is `null` unless the type lists it in
+//! 6. No field the body type knows is `null` unless the type lists it in
 //!    [`JsonBody::NULLABLE`] (400): an explicit null is never silently read as "absent".
-//! 6. Every field within its limit in [`JsonBody::LIMITS`] (400): text in UTF-8 bytes, JSON
+//! 7. Every field within its limit in [`JsonBody::LIMITS`] (400): text in UTF-8 bytes, JSON
 //!    values in their compact serialized bytes.
-//! 7. Each field of the right type (400 naming the field and the rule, never a Rust type).
+//! 8. Each field of the right type (400 naming the field and the rule, never a Rust type).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -71,7 +75,7 @@ pub fn is_json_content_type(req: &HttpRequest) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
 }
 
-/// Parses and checks a body (steps 3–7 of the module documentation).
+/// Parses and checks a body (steps 3–8 of the module documentation).
 pub fn parse<T: JsonBody>(bytes: &[u8]) -> Result<T, AppError> {
     let bad = |m: String| AppError::BadRequest(m);
     let text =
@@ -84,6 +88,9 @@ pub fn parse<T: JsonBody>(bytes: &[u8]) -> Result<T, AppError> {
     let Value::Object(fields) = &value else {
         return Err(bad("request body must be a JSON object".into()));
     };
+    if let Some(path) = find_duplicate_key(text) {
+        return Err(bad(format!("{path}: appears more than once")));
+    }
     if let Some(path) = find_nul(&value, String::new()) {
         return Err(bad(format!(
             "{path}: must not contain the character U+0000"
@@ -443,6 +450,92 @@ fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
 }
 
 /// A JSON syntax error in the API's words, with where it is.
+/// The path (`card.skills[1].name`) of the first key that appears twice in one object of a
+/// JSON text already known to be valid; `None` when every object's keys are distinct.
+/// (`serde_json::Value` keeps only the last copy, so the check reads the text itself.)
+pub fn find_duplicate_key(json: &str) -> Option<String> {
+    use serde::de::DeserializeSeed;
+    let mut found = None;
+    let mut reader = serde_json::Deserializer::from_str(json);
+    let _ = UniqueKeys {
+        path: String::new(),
+        found: &mut found,
+    }
+    .deserialize(&mut reader);
+    found
+}
+
+/// Walks a JSON value and stops at the first object that repeats a key, writing its path.
+struct UniqueKeys<'a> {
+    path: String,
+    found: &'a mut Option<String>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for UniqueKeys<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, reader: D) -> Result<(), D::Error> {
+        reader.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for UniqueKeys<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut items: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        loop {
+            let item = UniqueKeys {
+                path: format!("{}[{index}]", self.path),
+                found: &mut *self.found,
+            };
+            if items.next_element_seed(item)?.is_none() {
+                return Ok(());
+            }
+            index += 1;
+        }
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut fields: A) -> Result<(), A::Error> {
+        use serde::de::Error;
+        let mut seen = std::collections::HashSet::new();
+        while let Some(key) = fields.next_key::<String>()? {
+            let path = if self.path.is_empty() {
+                key.clone()
+            } else {
+                format!("{}.{key}", self.path)
+            };
+            if !seen.insert(key) {
+                *self.found = Some(path);
+                return Err(A::Error::custom("duplicate key"));
+            }
+            fields.next_value_seed(UniqueKeys {
+                path,
+                found: &mut *self.found,
+            })?;
+        }
+        Ok(())
+    }
+}
+
 fn json_syntax_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     let what = match e.classify() {
@@ -603,6 +696,22 @@ mod tests {
                 _ => unreachable!(),
             },
             "request body is not valid UTF-8"
+        );
+    }
+
+    #[test]
+    fn a_key_repeated_in_any_object_is_refused() {
+        assert_eq!(
+            error(r#"{"name":"a","name":"b"}"#),
+            "name: appears more than once"
+        );
+        assert_eq!(
+            error(r#"{"name":"a","card":{"skills":[{"x":1},{"x":1,"x":2}]}}"#),
+            "card.skills[1].x: appears more than once"
+        );
+        assert_eq!(
+            find_duplicate_key(r#"{"a":{"b":1},"c":{"b":1},"d":[{"b":1}]}"#),
+            None
         );
     }
 

@@ -1568,3 +1568,29 @@ async fn an_idempotency_key_sent_twice_is_refused() {
     let (_, workspaces) = call(&app, "get", "/workspaces", Some(ADMIN), &[], None).await;
     assert_eq!(workspaces.as_array().unwrap().len(), 0, "nothing ran");
 }
+
+/// A body that names a field twice is refused: `{"role":"viewer","role":"admin"}` must not
+/// grant whichever copy the parser happens to keep.
+#[tokio::test]
+async fn a_key_request_naming_its_role_twice_is_refused() {
+    let db = TestDb::new();
+    let app = token_mode(&db).await;
+    let response = app
+        .client
+        .post(app.url("/keys"))
+        .bearer_auth(ADMIN)
+        .header("Content-Type", "application/json")
+        .body(r#"{"name":"sly","role":"viewer","role":"admin"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"], "role: appears more than once");
+    let (_, keys) = call(&app, "get", "/keys", Some(ADMIN), &[], None).await;
+    assert_eq!(
+        keys.as_array().map(Vec::len),
+        Some(0),
+        "no key was issued: {keys}"
+    );
+}
