@@ -94,6 +94,10 @@ pub mod cli {
                     .map_err(|_| anyhow::anyhow!("--expires-at: must be an RFC 3339 time"))
             })
             .transpose()?;
+        // The API's rule too (`POST /keys`): a key born expired is a mistake, not a key.
+        if expires_at.is_some_and(|t| t <= Utc::now()) {
+            anyhow::bail!("--expires-at: must be in the future");
+        }
         let store = store(config)?;
         let mut conn = store.checkout()?;
         let issued = super::create(

@@ -1366,6 +1366,18 @@ async fn the_cli_makes_the_first_admin_key_and_revokes_keys_closing_their_socket
     );
     let key = key.trim().to_string();
     assert!(key.starts_with("cnp_"), "{key}");
+    // The API's rules hold in the CLI: no key born expired.
+    let expired = std::process::Command::new(env!("CARGO_BIN_EXE_canopy"))
+        .env_clear()
+        .env("DATABASE_URL", db.url_string())
+        .args(["keys", "create", "--name", "Late", "--role", "viewer"])
+        .args(["--expires-at", "2001-01-01T00:00:00Z"])
+        .output()
+        .expect("the canopy binary runs");
+    assert!(!expired.status.success());
+    assert!(
+        String::from_utf8_lossy(&expired.stderr).contains("--expires-at: must be in the future")
+    );
     let app = spawn_on(
         &db,
         TestOptions {
