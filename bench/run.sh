@@ -25,6 +25,7 @@
 #   bench/run.sh cluster 1000 200 10
 #   bench/run.sh cluster 5000 40 10
 #   bench/run.sh cluster 0 5000 10 --agents 1000 --mix heartbeat=100   # heartbeat ingestion
+#   bench/run.sh cluster 1000 200 10 --draggers 10 --drag-hz 30       # drag previews (issue 15)
 #
 # Environment: CARGO_TARGET_DIR (where the release binaries are), BENCH_NO_BUILD=1 (skip the
 # build), BENCH_PROFILE=debug (use the debug binaries: only to try a scenario out; such runs
