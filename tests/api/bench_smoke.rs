@@ -140,9 +140,11 @@ async fn bench_failover_resumes_every_canvas_without_loss() {
 async fn bench_smoke_previews_reach_the_other_canvases() {
     let db = TestDb::new();
     let cluster = db.is_postgres() && redis_url().is_some();
+    // With an admin token, as bench/run.sh starts the servers: the canvases are the admin's,
+    // who may drag.
     let options = TestOptions {
         redis_prefix: Some(format!("test:{}:", uuid::Uuid::new_v4().simple())),
-        ..rate_limits_off()
+        ..rate_limits_off().var("ADMIN_TOKEN", "bench-smoke-admin")
     };
     let first = spawn_on(&db, options.clone()).await;
     let second = if cluster {
