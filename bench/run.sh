@@ -210,7 +210,8 @@ results=${BENCH_RESULTS:-bench/results.jsonl}
 if [[ $results != off && -n $line ]] && jq -e . >/dev/null 2>&1 <<<"$line"; then
   commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
   dirty=false
-  [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && dirty=true
+  # The tracked history is not the tree under test: the first run of a sitting appends to it.
+  [[ -n $(git status --porcelain --untracked-files=no -- . ":(exclude)bench/results.jsonl" 2>/dev/null) ]] && dirty=true
   jq -cn --arg commit "$commit" --argjson dirty "$dirty" \
     --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg scenario "$scenario" \
     --arg profile "$profile" --arg extra "${extra[*]:-}" \
