@@ -325,9 +325,17 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         admin_token: config.admin_token.clone(),
         resume: config.kill.is_some(),
     };
+    let drag_runtime = match config.draggers {
+        0 => None,
+        _ => Some(
+            sockets::DragRuntime::start()
+                .map_err(|e| BenchError::Setup(format!("dragger thread: {e}")))?,
+        ),
+    };
     let drags = sockets::Drags {
         workspaces: plan.drag_workspaces.clone().into(),
         period: Duration::from_secs_f64(1.0 / config.drag_hz),
+        runtime: drag_runtime.as_ref().map(sockets::DragRuntime::handle),
     };
     let opened = sockets::open_all(
         &dialer,

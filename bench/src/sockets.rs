@@ -93,6 +93,49 @@ pub struct Dialer {
 pub struct Drags {
     pub workspaces: Arc<[Uuid]>,
     pub period: Duration,
+    /// Where the draggers' tasks run. On the shared runtime a woken dragger waits behind every
+    /// busy socket task, and under saturation it sent a third of its frames: the people who
+    /// drag are on other machines, so their pace must not depend on the watchers' load.
+    pub runtime: Option<tokio::runtime::Handle>,
+}
+
+/// A current-thread runtime on a thread of its own, for the draggers; it ends when dropped.
+pub struct DragRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl DragRuntime {
+    pub fn start() -> std::io::Result<DragRuntime> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("draggers".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(DragRuntime {
+            handle,
+            stop: Some(stop),
+        })
+    }
+
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for DragRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 /// Opens `count` sockets round-robin over the dialer's targets, at most `concurrency`
@@ -109,6 +152,7 @@ pub async fn open_all(
             let on = i % dialer.targets.len();
             let shared = Arc::clone(shared);
             let dialer = dialer.clone();
+            let runtime = drags.runtime.clone();
             let role = match drags.workspaces.get(i) {
                 Some(workspace) => Role::Dragger {
                     workspace: *workspace,
@@ -129,8 +173,11 @@ pub async fn open_all(
                             epoch,
                             dialer,
                         };
-                        let handle =
-                            tokio::spawn(read_loop(i, link, role, connected_seq, shared, stopped));
+                        let task = read_loop(i, link, role, connected_seq, shared, stopped);
+                        let handle = match (role, &runtime) {
+                            (Role::Dragger { .. }, Some(runtime)) => runtime.spawn(task),
+                            _ => tokio::spawn(task),
+                        };
                         Ok(Socket {
                             index: i,
                             handle,
