@@ -25,6 +25,7 @@
 #   bench/run.sh cluster 1000 200 10
 #   bench/run.sh cluster 5000 40 10
 #   bench/run.sh cluster 0 5000 10 --agents 1000 --mix heartbeat=100   # heartbeat ingestion
+#   bench/run.sh cluster 1000 200 10 --draggers 10 --drag-hz 30       # drag previews (issue 15)
 #
 # Environment: CARGO_TARGET_DIR (where the release binaries are), BENCH_NO_BUILD=1 (skip the
 # build), BENCH_PROFILE=debug (use the debug binaries: only to try a scenario out; such runs
@@ -209,7 +210,8 @@ results=${BENCH_RESULTS:-bench/results.jsonl}
 if [[ $results != off && -n $line ]] && jq -e . >/dev/null 2>&1 <<<"$line"; then
   commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
   dirty=false
-  [[ -n $(git status --porcelain --untracked-files=no 2>/dev/null) ]] && dirty=true
+  # The tracked history is not the tree under test: the first run of a sitting appends to it.
+  [[ -n $(git status --porcelain --untracked-files=no -- . ":(exclude)bench/results.jsonl" 2>/dev/null) ]] && dirty=true
   jq -cn --arg commit "$commit" --argjson dirty "$dirty" \
     --arg date "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg scenario "$scenario" \
     --arg profile "$profile" --arg extra "${extra[*]:-}" \

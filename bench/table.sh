@@ -40,6 +40,9 @@ table=$(jq -rs '
     | [ (if $r.failover then
           "resumed \($r.failover.sockets_resumed | num) of \($r.failover.sockets_on_instance | num), all within \($r.failover.resume_ms.max | ms) of the kill"
         else empty end),
+        (if $r.previews then
+          "drag previews (\($r.previews.draggers) × \($r.previews.drag_hz) Hz) p50 / p99 \(pair($r.previews.latency_ms.p50; $r.previews.latency_ms.p99)), \($r.previews.lost | num) of \($r.previews.published * $r.previews.watchers | num) lost"
+        else empty end),
         (if $r.heartbeat_latency_ms then
           "heartbeats \($r.committed_per_s | num)/s committed, p50 / p99 \(pair($r.heartbeat_latency_ms.p50; $r.heartbeat_latency_ms.p99))"
         else empty end),
@@ -56,7 +59,7 @@ table=$(jq -rs '
     + map(.result as $r
       | "| \(title) | \(.commit)\(if .dirty then "+" else "" end)\(if .imported then "¹" else "" end), \(.date // "–" | tostring | .[0:10]) | \($r.deliveries_per_s | num) | \($r.latency_ms.p50 | ms) | \($r.latency_ms.p90 | ms) | \($r.latency_ms.p99 | ms) | \($r.latency_ms.max | ms) | \(pair($r.patch_latency_ms.p50; $r.patch_latency_ms.p99)) | \($r.lost | num) / \($r.duplicated | num) / \($r.out_of_order | num) | \(if $r.machine_cpu_pct then "\($r.machine_cpu_pct | round) %" else "–" end) | \(other) |")
     + ["",
-       "¹ imported: copied from an earlier README table or issue, not a recorded run (see the line'"'"'s `imported` field). `+`: run on a tree with uncommitted changes. Latency = request sent → frame received, over every socket."]
+       "¹ imported: copied from an earlier README table or issue, not a recorded run (see the line'"'"'s `imported` field). `+`: run on a tree with uncommitted changes. Latency = request sent → frame received, over every socket. Drag previews: drag frame sent → DRAG_PREVIEW received, over every canvas but the draggers."]
   | .[]
 ' "$results")
 

@@ -7,8 +7,8 @@
 //! scan costs well under a microsecond per frame, several times less than a full
 //! `serde_json::Value` parse (see `scan_is_cheaper_than_parsing`).
 
-/// `y` of every drag the generator sends: marks a WORKSPACE_LAYOUT_CHANGED as its own, and
-/// `x` carries the counter.
+/// `y` of every drag the generator sends: marks a WORKSPACE_LAYOUT_CHANGED (a PATCH) or a
+/// DRAG_PREVIEW (a drag frame) as its own, and `x` carries the counter.
 pub const DRAG_MARKER_Y: i64 = -424_242;
 /// Prefix of the `summary` of every activity post the generator sends; the counter follows.
 pub const ACTIVITY_SUMMARY_PREFIX: &str = "bench#";
@@ -16,6 +16,9 @@ pub const ACTIVITY_SUMMARY_PREFIX: &str = "bench#";
 const LAYOUT_PREFIX: &str = r#"{"event":"WORKSPACE_LAYOUT_CHANGED","#;
 const ACTIVITY_PREFIX: &str = r#"{"event":"ACTIVITY_LOGGED","#;
 const RESYNC_PREFIX: &str = r#"{"event":"RESYNC_REQUIRED","#;
+const PREVIEW_PREFIX: &str = r#"{"event":"DRAG_PREVIEW","#;
+const DRAG_ENDED_PREFIX: &str = r#"{"event":"DRAG_ENDED","#;
+const ERROR_PREFIX: &str = r#"{"type":"error","#;
 
 /// What a socket needs to know about one text frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,6 +27,8 @@ pub enum Frame {
     Stream { seq: i64, counter: Option<u64> },
     /// The server could not give this socket a contiguous stream.
     Resync,
+    /// A DRAG_PREVIEW (volatile, no seq); `counter` is set for the generator's own drag frames.
+    Preview { counter: Option<u64> },
     /// Anything else without a seq (CONNECTED, pong, error frames).
     Other,
 }
@@ -35,6 +40,11 @@ pub fn classify(text: &str) -> Frame {
             counter: counter(text),
         },
         None if text.starts_with(RESYNC_PREFIX) => Frame::Resync,
+        // Previews come at hundreds of thousands a second in a drag run: no full parse.
+        None if text.starts_with(PREVIEW_PREFIX) => Frame::Preview {
+            counter: preview_counter(text),
+        },
+        None if text.starts_with(DRAG_ENDED_PREFIX) => Frame::Other,
         None => slow_classify(text),
     }
 }
@@ -64,6 +74,56 @@ fn integer_before(text: &str) -> Option<(i64, &str)> {
         if negative { -magnitude } else { magnitude },
         &text[..before],
     ))
+}
+
+/// The text of a drag frame for `workspace_id` carrying `counter` (see [`DRAG_MARKER_Y`]).
+pub fn drag_frame(workspace_id: &uuid::Uuid, counter: u64) -> String {
+    format!(
+        r#"{{"type":"drag","workspace_id":"{workspace_id}","x":{counter},"y":{DRAG_MARKER_Y}}}"#
+    )
+}
+
+/// Whether a frame is the server's answer to a frame it refused (`{"type":"error",…}`).
+pub fn is_error(text: &str) -> bool {
+    text.starts_with(ERROR_PREFIX)
+}
+
+/// The counter of one of the generator's own previews. The payload's keys are sorted
+/// (`actor`, `workspace_id`, `x`, `y`), and the first `,"x":` in the frame is the payload's:
+/// inside a JSON string a quote is escaped. Any other shape takes the full parse.
+fn preview_counter(text: &str) -> Option<u64> {
+    let scanned = (|| {
+        let key = r#","x":"#;
+        let rest = &text[text.find(key)? + key.len()..];
+        let (x, rest) = integer_after(rest)?;
+        let (y, rest) = integer_after(rest.strip_prefix(r#","y":"#)?)?;
+        rest.starts_with('}').then_some(())?;
+        Some(
+            (y == DRAG_MARKER_Y)
+                .then(|| u64::try_from(x).ok())
+                .flatten(),
+        )
+    })();
+    scanned.unwrap_or_else(|| {
+        let value: serde_json::Value = serde_json::from_str(text).ok()?;
+        let payload = value.get("payload")?;
+        (payload.get("y")?.as_i64()? == DRAG_MARKER_Y).then_some(())?;
+        payload.get("x")?.as_u64()
+    })
+}
+
+/// The integer at the very start of `text` (`-?[0-9]+`), and what follows it.
+fn integer_after(text: &str) -> Option<(i64, &str)> {
+    let digits_from = usize::from(text.starts_with('-'));
+    let end = digits_from
+        + text.as_bytes()[digits_from..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+    if end == digits_from || end - digits_from > 18 {
+        return None;
+    }
+    Some((text[..end].parse().ok()?, &text[end..]))
 }
 
 /// Slow path for frames the scan cannot read: a full parse, top-level keys only.
@@ -285,6 +345,50 @@ mod tests {
                 counter: Some(3)
             }
         );
+    }
+
+    /// As the server writes it: envelope keys in declaration order, payload keys sorted.
+    fn preview(x: &str, y: &str) -> String {
+        let actor = r#"{"id":"admin","name":"a \",\"x\":1 b","type":"admin"}"#;
+        format!(
+            r#"{{"event":"DRAG_PREVIEW","workspace_id":"w","timestamp":"t","payload":{{"actor":{actor},"workspace_id":"w","x":{x},"y":{y}}},"actor":{actor}}}"#
+        )
+    }
+
+    #[test]
+    fn own_previews_carry_their_counter() {
+        let text = preview("1234", &DRAG_MARKER_Y.to_string());
+        assert_eq!(
+            classify(&text),
+            Frame::Preview {
+                counter: Some(1234)
+            }
+        );
+        for (x, y) in [("5", "7"), ("5.5", "-424242"), ("-5", "-424242")] {
+            assert_eq!(
+                classify(&preview(x, y)),
+                Frame::Preview { counter: None },
+                "{x} {y}"
+            );
+        }
+        // Another key order still parses (the full parse).
+        let reordered =
+            r#"{"event":"DRAG_PREVIEW","workspace_id":"w","payload":{"y":-424242,"x":9}}"#;
+        assert_eq!(classify(reordered), Frame::Preview { counter: Some(9) });
+        let ended = r#"{"event":"DRAG_ENDED","workspace_id":"w","timestamp":"t","payload":{"workspace_id":"w"}}"#;
+        assert_eq!(classify(ended), Frame::Other);
+    }
+
+    #[test]
+    fn drag_frames_are_what_the_server_reads() {
+        let id = uuid::Uuid::nil();
+        let value: serde_json::Value = serde_json::from_str(&drag_frame(&id, 42)).unwrap();
+        assert_eq!(
+            value,
+            json!({"type": "drag", "workspace_id": id, "x": 42, "y": DRAG_MARKER_Y})
+        );
+        assert!(is_error(r#"{"type":"error","error":"drag: no"}"#));
+        assert!(!is_error(r#"{"type":"pong"}"#));
     }
 
     #[test]

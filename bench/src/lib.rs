@@ -16,9 +16,16 @@
 //! on the next instance with `?since=&epoch=`. The report adds how long until every one of
 //! them had resumed, and the usual checks cover the stream across the two connections.
 //!
+//! With `draggers` set (issue 15 item 4), the first `draggers` sockets also send drag frames at
+//! `drag_hz` from the start of the load to the end of the window, each for a workspace of its
+//! own, and every other socket times the DRAG_PREVIEW frames: the report's `previews`. They are
+//! volatile (coalesced per server tick, dropped for a socket that falls behind), so their loss
+//! is counted and never fails the run; the stream checks stay as strict as without them.
+//!
 //! Drags carry a counter in `x` (with `y` = [`frames::DRAG_MARKER_Y`]), activity posts in their
 //! summary, so a frame is matched to the moment its request was sent without any per-event
-//! lookup structure beyond one slot per counter.
+//! lookup structure beyond one slot per counter. Drag frames carry a counter of their own the
+//! same way.
 
 mod frames;
 mod load;
@@ -32,7 +39,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use load::{Kind, Mix, CUT_BY_KILL};
-pub use report::{FailoverReport, KindReport, Percentiles, ProcessReport, Report};
+pub use report::{FailoverReport, KindReport, Percentiles, PreviewReport, ProcessReport, Report};
 pub use target::Target;
 
 use load::{Api, Driver, Plan};
@@ -45,6 +52,13 @@ pub const MAX_RATE: f64 = 20_000.0;
 pub const MAX_WORKSPACES: usize = 10_000;
 pub const MAX_IN_FLIGHT: usize = 4096;
 pub const MAX_TAIL_WAIT: Duration = Duration::from_secs(60);
+pub const MAX_DRAGGERS: usize = 100;
+/// Drag frames per second per socket at most: the server takes 60 a second from a socket and
+/// drops the rest.
+pub const MAX_DRAG_HZ: f64 = 60.0;
+/// How long the sockets keep reading after the draggers stop, so the last previews (up to one
+/// server tick, 33 ms, plus the Redis hop) are counted as delivered rather than lost.
+const PREVIEW_SETTLE: Duration = Duration::from_millis(250);
 /// Pause between the last socket connecting and the "sockets open" RSS reading.
 const SETTLE: Duration = Duration::from_secs(1);
 
@@ -82,6 +96,10 @@ pub struct BenchConfig {
     pub connect_concurrency: usize,
     /// Kill one instance during the measured window (the failover scenario).
     pub kill: Option<Kill>,
+    /// Canvas sockets (the first ones) that drag a node each; 0: no drag frames.
+    pub draggers: usize,
+    /// Drag frames per second per dragger.
+    pub drag_hz: f64,
 }
 
 /// Which instance the failover scenario kills, and when.
@@ -130,6 +148,8 @@ impl BenchConfig {
             tail_wait: Duration::from_secs(5),
             connect_concurrency: 64,
             kill: None,
+            draggers: 0,
+            drag_hz: 30.0,
         }
     }
 
@@ -197,6 +217,17 @@ impl BenchConfig {
                 return usage("--kill-after must fall inside --duration".into());
             }
         }
+        if self.draggers > MAX_DRAGGERS {
+            return usage(format!("--draggers is at most {MAX_DRAGGERS}"));
+        }
+        if self.draggers > 0 && self.draggers >= self.clients {
+            return usage("--draggers must leave canvases to watch: give more --clients".into());
+        }
+        if !(self.drag_hz.is_finite() && self.drag_hz > 0.0 && self.drag_hz <= MAX_DRAG_HZ) {
+            return usage(format!(
+                "--drag-hz must be above 0 and at most {MAX_DRAG_HZ}"
+            ));
+        }
         if let Some(token) = &self.admin_token {
             if token.is_empty() || token.chars().any(|c| c.is_control() || c == ' ') {
                 return usage("--admin-token must be a non-empty token without spaces".into());
@@ -207,6 +238,12 @@ impl BenchConfig {
 
     fn max_events(&self) -> u64 {
         (self.rate * (self.warmup + self.duration).as_secs_f64()).ceil() as u64
+    }
+
+    /// Drag frames the draggers can send (a second to spare: the load runs a little long).
+    fn max_previews(&self) -> u64 {
+        let seconds = (self.warmup + self.duration).as_secs_f64() + 1.0;
+        (self.draggers as f64 * self.drag_hz * seconds).ceil() as u64
     }
 }
 
@@ -259,14 +296,27 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     )?);
 
     let workspaces = config.workspaces.max(config.agents);
-    let plan = Arc::new(Plan::set_up(&api, workspaces, config.agents, &config.mix).await?);
+    let plan = Arc::new(
+        Plan::set_up(
+            &api,
+            workspaces,
+            config.agents,
+            config.draggers,
+            &config.mix,
+        )
+        .await?,
+    );
     progress(format_args!(
         "{workspaces} workspaces created, {} agents registered",
         config.agents
     ));
 
     let max_events = config.max_events();
-    let shared = Arc::new(Shared::new(max_events + 1, config.clients));
+    let shared = Arc::new(Shared::new(
+        max_events + 1,
+        config.clients,
+        config.max_previews(),
+    ));
     let rss_before: Vec<Option<u64>> = config.pids.iter().map(|p| procfs::rss_kib(*p)).collect();
 
     let connecting = Instant::now();
@@ -275,8 +325,26 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         admin_token: config.admin_token.clone(),
         resume: config.kill.is_some(),
     };
-    let opened =
-        sockets::open_all(&dialer, config.clients, config.connect_concurrency, &shared).await;
+    let drag_runtime = match config.draggers {
+        0 => None,
+        _ => Some(
+            sockets::DragRuntime::start()
+                .map_err(|e| BenchError::Setup(format!("dragger thread: {e}")))?,
+        ),
+    };
+    let drags = sockets::Drags {
+        workspaces: plan.drag_workspaces.clone().into(),
+        period: Duration::from_secs_f64(1.0 / config.drag_hz),
+        runtime: drag_runtime.as_ref().map(sockets::DragRuntime::handle),
+    };
+    let opened = sockets::open_all(
+        &dialer,
+        config.clients,
+        config.connect_concurrency,
+        &drags,
+        &shared,
+    )
+    .await;
     progress(format_args!(
         "{} sockets open in {:.1}s ({} failed)",
         opened.sockets.len(),
@@ -294,6 +362,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         config.max_in_flight,
         max_events,
     );
+    shared.previews.set_dragging(true);
     driver.run_until(config.warmup).await;
     shared.begin_measuring(driver.issued + 1);
     let cpu_before = cpu_now(&config.pids);
@@ -312,6 +381,8 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     }
     driver.run_until(config.warmup + config.duration).await;
     shared.end_measuring(driver.issued + 1);
+    shared.previews.set_dragging(false);
+    let drags_stopped = Instant::now();
     let measured = measuring.elapsed();
     let cpu_after = cpu_now(&config.pids);
     progress(format_args!(
@@ -351,6 +422,14 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     let tail_wait = tail.elapsed();
     let rss_end: Vec<Option<u64>> = config.pids.iter().map(|p| procfs::rss_kib(*p)).collect();
 
+    if config.draggers > 0 {
+        tokio::time::sleep_until((drags_stopped + PREVIEW_SETTLE).into()).await;
+    }
+    let watchers = opened
+        .sockets
+        .iter()
+        .filter(|s| s.index >= config.draggers)
+        .count();
     let handles: Vec<_> = opened.sockets.into_iter().map(|s| s.stop()).collect();
     let outcomes = tokio::time::timeout(
         Duration::from_secs(10),
@@ -423,6 +502,27 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         }
     }
     report.failover = failover;
+    if config.draggers > 0 {
+        let counts = shared.previews.counts();
+        let refused = shared.previews.refusals();
+        let refused_count = refused.values().sum();
+        if let Some(text) = refused.keys().next() {
+            // A refused drag frame is a failed request (exit status 3), not a broken stream.
+            let key = "drag frame refused".to_string();
+            report.errors.insert(key.clone(), refused_count);
+            report.error_samples.insert(key, text.clone());
+        }
+        report.previews = Some(PreviewReport {
+            draggers: config.draggers,
+            drag_hz: config.drag_hz,
+            watchers,
+            sent: counts.sent,
+            published: counts.published,
+            delivered: counts.delivered,
+            refused: refused_count,
+            latency: Percentiles::of(&shared.previews.merged_latency()),
+        });
+    }
     report.latency = Percentiles::of(&shared.merged_latency());
     report.kinds = Kind::ALL
         .into_iter()

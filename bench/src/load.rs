@@ -382,27 +382,33 @@ impl Failure {
 pub struct Plan {
     pub workspaces: Vec<Uuid>,
     pub agent_tokens: Vec<String>,
+    /// One workspace per dragger, apart from `workspaces`: a PATCH's layout event ends the
+    /// drag of its node on the server, so no request may touch a dragged node.
+    pub drag_workspaces: Vec<Uuid>,
     cycle: Vec<Kind>,
 }
 
 impl Plan {
-    /// Creates `workspaces` workspaces and registers the first `agents` of them.
+    /// Creates `workspaces` workspaces and registers the first `agents` of them, and one
+    /// more workspace for each of the `draggers`.
     pub async fn set_up(
         api: &Api,
         workspaces: usize,
         agents: usize,
+        draggers: usize,
         mix: &Mix,
     ) -> Result<Plan, BenchError> {
         let run = Uuid::new_v4().simple().to_string();
-        let created: Vec<Result<Uuid, String>> = stream::iter(0..workspaces as u64)
+        let created: Vec<Result<Uuid, String>> = stream::iter(0..(workspaces + draggers) as u64)
             .map(|n| api.create_workspace(n, format!("bench {} {n}", &run[..8])))
             .buffered(SETUP_CONCURRENCY)
             .collect()
             .await;
-        let workspaces = created
+        let mut workspaces = created
             .into_iter()
             .collect::<Result<Vec<_>, _>>()
             .map_err(BenchError::Setup)?;
+        let drag_workspaces = workspaces.split_off(workspaces.len() - draggers);
         let registered: Vec<Result<String, String>> =
             stream::iter(workspaces.iter().take(agents).copied().enumerate())
                 .map(|(n, id)| api.register_agent(n as u64, id))
@@ -416,6 +422,7 @@ impl Plan {
         Ok(Plan {
             workspaces,
             agent_tokens,
+            drag_workspaces,
             cycle: mix.cycle(),
         })
     }

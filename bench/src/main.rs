@@ -61,6 +61,13 @@ struct Args {
     /// Seconds into the measured window at which --kill-instance is killed.
     #[arg(long, requires = "kill_instance")]
     kill_after: Option<f64>,
+    /// Canvas sockets (the first ones) that each drag a workspace of their own, sending
+    /// `{"type":"drag",…}` frames; every other canvas times the DRAG_PREVIEW frames.
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=bench::MAX_DRAGGERS as u64))]
+    draggers: u64,
+    /// Drag frames per second per dragger.
+    #[arg(long, default_value_t = 30.0)]
+    drag_hz: f64,
     /// Runtime worker threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -80,6 +87,8 @@ fn main() {
     config.pids = args.pids;
     config.max_in_flight = args.max_in_flight;
     config.tail_wait = Duration::from_secs(args.tail_wait);
+    config.draggers = args.draggers as usize;
+    config.drag_hz = args.drag_hz;
     if let (Some(instance), Some(after)) = (args.kill_instance, args.kill_after) {
         let Ok(after) = Duration::try_from_secs_f64(after) else {
             eprintln!("canopy-bench: --kill-after must be a number of seconds");

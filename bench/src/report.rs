@@ -128,6 +128,57 @@ impl FailoverReport {
     }
 }
 
+/// The drag-preview lane (issue 15 item 4): draggers' frames → DRAG_PREVIEW on every other
+/// canvas, over the measurement window. Volatile: loss is reported, never a failure.
+#[derive(Clone, Debug, Default)]
+pub struct PreviewReport {
+    pub draggers: usize,
+    /// Drag frames per second per dragger.
+    pub drag_hz: f64,
+    /// Canvases that timed the previews (every socket but the draggers).
+    pub watchers: usize,
+    /// Drag frames sent inside the window.
+    pub sent: u64,
+    /// Of those, the ones at least one canvas received; the server publishes the latest
+    /// position per node per 33 ms tick, so the rest were superseded by design.
+    pub published: u64,
+    /// DRAG_PREVIEW frames received over all watchers.
+    pub delivered: u64,
+    /// Drag frames the server answered with an error frame (the principal may not edit).
+    pub refused: u64,
+    /// Drag frame sent → DRAG_PREVIEW received, per delivery.
+    pub latency: Option<Percentiles>,
+}
+
+impl PreviewReport {
+    /// Published previews a watcher did not get (dropped for a socket that fell behind, or
+    /// lost on the way): `published × watchers − delivered`.
+    pub fn lost(&self) -> u64 {
+        (self.published * self.watchers as u64).saturating_sub(self.delivered)
+    }
+
+    /// Frames sent that no canvas received: superseded within a server tick, or lost before
+    /// any canvas.
+    pub fn superseded(&self) -> u64 {
+        self.sent.saturating_sub(self.published)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "draggers": self.draggers,
+            "drag_hz": self.drag_hz,
+            "watchers": self.watchers,
+            "sent": self.sent,
+            "published": self.published,
+            "superseded": self.superseded(),
+            "delivered": self.delivered,
+            "lost": self.lost(),
+            "refused": self.refused,
+            "latency_ms": Percentiles::to_json(&self.latency),
+        })
+    }
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Report {
     pub instances: usize,
@@ -160,6 +211,8 @@ pub struct Report {
     pub cut_by_kill: u64,
     /// Set by the failover scenario.
     pub failover: Option<FailoverReport>,
+    /// Set when the run had draggers.
+    pub previews: Option<PreviewReport>,
     /// One example of each kind of error.
     pub error_samples: BTreeMap<String, String>,
     pub processes: Vec<ProcessReport>,
@@ -296,6 +349,7 @@ impl Report {
             "errors": self.error_count(),
             "cut_by_kill": self.cut_by_kill,
             "failover": self.failover.as_ref().map(FailoverReport::to_json),
+            "previews": self.previews.as_ref().map(PreviewReport::to_json),
             "error_kinds": self.errors,
             "error_samples": self.error_samples,
             "connect_failures": self.connect_failures.len(),
@@ -359,6 +413,25 @@ mod tests {
             assert_eq!(broken.exit_code(), 1);
             assert_eq!(broken.to_json()["ok"], false);
         }
+    }
+
+    #[test]
+    fn preview_loss_is_counted_and_never_fails_the_run() {
+        let previews = PreviewReport {
+            watchers: 10,
+            sent: 100,
+            published: 90,
+            delivered: 880,
+            ..PreviewReport::default()
+        };
+        assert_eq!((previews.superseded(), previews.lost()), (10, 20));
+        let report = Report {
+            previews: Some(previews),
+            ..Report::default()
+        };
+        assert_eq!(report.exit_code(), 0);
+        assert_eq!(report.to_json()["previews"]["lost"], 20);
+        assert_eq!(Report::default().to_json()["previews"], Value::Null);
     }
 
     #[test]

@@ -2,12 +2,16 @@
 //! `resume` on (the failover scenario), a socket whose connection ends reconnects to the next
 //! instance with `?since=<last seq>&epoch=<epoch>`, as the canvas page does, and keeps checking
 //! one continuous seq sequence across the two connections.
+//!
+//! With [`Drags`], the first sockets are draggers: each sends drag frames for a workspace of
+//! its own at a fixed rate, as a person dragging a node does, and every other socket times the
+//! DRAG_PREVIEW frames that carry them back.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures_util::{stream, StreamExt};
+use futures_util::{stream, SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -15,6 +19,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
 
 use super::frames::{self, Frame, SeqCheck};
 use super::shared::{Shared, CLOSED};
@@ -54,6 +59,8 @@ pub struct SocketOutcome {
 }
 
 pub struct Socket {
+    /// Its position among the sockets opened (draggers first).
+    pub index: usize,
     pub handle: JoinHandle<SocketOutcome>,
     stop: oneshot::Sender<()>,
 }
@@ -80,12 +87,64 @@ pub struct Dialer {
     pub resume: bool,
 }
 
+/// Who drags: socket `i` for `i < workspaces.len()` drags `workspaces[i]`, one frame every
+/// `period` while `Previews::is_dragging`.
+#[derive(Clone)]
+pub struct Drags {
+    pub workspaces: Arc<[Uuid]>,
+    pub period: Duration,
+    /// Where the draggers' tasks run. On the shared runtime a woken dragger waits behind every
+    /// busy socket task, and under saturation it sent a third of its frames: the people who
+    /// drag are on other machines, so their pace must not depend on the watchers' load.
+    pub runtime: Option<tokio::runtime::Handle>,
+}
+
+/// A current-thread runtime on a thread of its own, for the draggers; it ends when dropped.
+pub struct DragRuntime {
+    handle: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl DragRuntime {
+    pub fn start() -> std::io::Result<DragRuntime> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name("draggers".into())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+            })?;
+        Ok(DragRuntime {
+            handle,
+            stop: Some(stop),
+        })
+    }
+
+    pub fn handle(&self) -> tokio::runtime::Handle {
+        self.handle.clone()
+    }
+}
+
+impl Drop for DragRuntime {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
 /// Opens `count` sockets round-robin over the dialer's targets, at most `concurrency`
 /// handshakes at a time. Socket `i` reports its progress in `shared.progress[i]`.
 pub async fn open_all(
     dialer: &Dialer,
     count: usize,
     concurrency: usize,
+    drags: &Drags,
     shared: &Arc<Shared>,
 ) -> Opened {
     let results: Vec<Result<Socket, String>> = stream::iter(0..count)
@@ -93,6 +152,14 @@ pub async fn open_all(
             let on = i % dialer.targets.len();
             let shared = Arc::clone(shared);
             let dialer = dialer.clone();
+            let runtime = drags.runtime.clone();
+            let role = match drags.workspaces.get(i) {
+                Some(workspace) => Role::Dragger {
+                    workspace: *workspace,
+                    period: drags.period,
+                },
+                None => Role::Watcher,
+            };
             async move {
                 match connect(&dialer.targets[on], dialer.admin_token.as_deref(), None).await {
                     // Reading starts at once: nothing queues up server-side while the rest
@@ -106,9 +173,16 @@ pub async fn open_all(
                             epoch,
                             dialer,
                         };
-                        let handle =
-                            tokio::spawn(read_loop(i, link, connected_seq, shared, stopped));
-                        Ok(Socket { handle, stop })
+                        let task = read_loop(i, link, role, connected_seq, shared, stopped);
+                        let handle = match (role, &runtime) {
+                            (Role::Dragger { .. }, Some(runtime)) => runtime.spawn(task),
+                            _ => tokio::spawn(task),
+                        };
+                        Ok(Socket {
+                            index: i,
+                            handle,
+                            stop,
+                        })
                     }
                     Err(e) => {
                         shared.progress[i].store(CLOSED, Ordering::Relaxed);
@@ -245,9 +319,30 @@ async fn resume(
     }
 }
 
+/// What a socket does besides checking the stream.
+#[derive(Clone, Copy)]
+enum Role {
+    /// Sends a drag frame for `workspace` every `period` (and ignores other draggers'
+    /// previews).
+    Dragger { workspace: Uuid, period: Duration },
+    /// Times the draggers' previews.
+    Watcher,
+}
+
+/// Resolves at a dragger's next tick; never for a socket that does not (or no longer) drag.
+async fn next_drag(ticks: &mut Option<tokio::time::Interval>) {
+    match ticks {
+        Some(ticks) => {
+            ticks.tick().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
 async fn read_loop(
     index: usize,
     mut link: Link,
+    role: Role,
     connected_seq: i64,
     shared: Arc<Shared>,
     mut stop: oneshot::Receiver<()>,
@@ -257,11 +352,35 @@ async fn read_loop(
         ..SocketOutcome::default()
     };
     let mut latencies = Vec::with_capacity(LATENCY_BATCH);
+    let mut preview_latencies = Vec::new();
     let progress = &shared.progress[index];
+    let mut drag_ticks = match role {
+        Role::Dragger { period, .. } => {
+            let mut ticks = tokio::time::interval(period);
+            // A late tick is not made up with a burst: a pointer moves at its own pace.
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            Some(ticks)
+        }
+        Role::Watcher => None,
+    };
     loop {
         let message = tokio::select! {
             biased;
             _ = &mut stop => break,
+            // Before the read: under load a socket always has a frame to read, and the drag
+            // must still go out on time.
+            _ = next_drag(&mut drag_ticks) => {
+                if let (Role::Dragger { workspace, .. }, true) =
+                    (role, shared.previews.is_dragging())
+                {
+                    if let Some(counter) = shared.next_preview(Instant::now()) {
+                        let frame = frames::drag_frame(&workspace, counter);
+                        // A failed send means the connection is gone: the read says how.
+                        let _ = link.ws.send(Message::text(frame)).await;
+                    }
+                }
+                continue;
+            }
             message = link.ws.next() => message,
         };
         let ended = match message {
@@ -309,10 +428,29 @@ async fn read_loop(
                 }
             }
             Frame::Resync => outcome.resyncs += 1,
+            Frame::Preview {
+                counter: Some(counter),
+            } if matches!(role, Role::Watcher) => {
+                if let Some(micros) = shared.preview_latency_micros(counter, Instant::now()) {
+                    preview_latencies.push(micros);
+                    if preview_latencies.len() == LATENCY_BATCH {
+                        shared.previews.record_latencies(index, &preview_latencies);
+                        preview_latencies.clear();
+                    }
+                }
+            }
+            Frame::Preview { .. } => {}
+            Frame::Other if drag_ticks.is_some() && frames::is_error(text.as_str()) => {
+                // Only drag frames are sent, so this refuses one: the page stops dragging on
+                // that socket, and so does the generator.
+                shared.previews.refused(text.to_string());
+                drag_ticks = None;
+            }
             Frame::Other => {}
         }
     }
     shared.record_latencies(index, &latencies);
+    shared.previews.record_latencies(index, &preview_latencies);
     if outcome.closed.is_some() {
         progress.store(CLOSED, Ordering::Relaxed);
     }

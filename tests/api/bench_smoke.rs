@@ -130,3 +130,74 @@ async fn bench_failover_resumes_every_canvas_without_loss() {
 
     second.stop().await;
 }
+
+/// The drag-preview scenario of issue 15 (item 4), small: 20 canvases, two of them dragging a
+/// node each at 30 frames a second, beside the usual PATCH load. Every other canvas receives
+/// DRAG_PREVIEW frames carrying the draggers' counters (across the two instances on
+/// PostgreSQL + Redis), and the sequenced stream keeps its strict checks. Preview loss is
+/// allowed (volatile), so only its accounting is checked, not its amount.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_smoke_previews_reach_the_other_canvases() {
+    let db = TestDb::new();
+    let cluster = db.is_postgres() && redis_url().is_some();
+    // With an admin token, as bench/run.sh starts the servers: the canvases are the admin's,
+    // who may drag.
+    let options = TestOptions {
+        redis_prefix: Some(format!("test:{}:", uuid::Uuid::new_v4().simple())),
+        ..rate_limits_off().var("ADMIN_TOKEN", "bench-smoke-admin")
+    };
+    let first = spawn_on(&db, options.clone()).await;
+    let second = if cluster {
+        Some(spawn_on(&db, options).await)
+    } else {
+        None
+    };
+    let mut urls = vec![first.address.clone()];
+    urls.extend(second.iter().map(|app| app.address.clone()));
+
+    let mut config = BenchConfig::new(urls);
+    config.clients = 20;
+    config.rate = 20.0;
+    config.duration = Duration::from_secs(2);
+    config.workspaces = 5;
+    config.mix = "drag=90,activity=10".parse().unwrap();
+    config.admin_token = first.admin_token.clone();
+    config.draggers = 2;
+    config.drag_hz = 30.0;
+    let report = bench::run(config).await.expect("the benchmark runs");
+    let json = report.to_json();
+    eprintln!("{json}");
+
+    assert!(report.stream_intact(), "stream not intact: {json}");
+    assert_eq!(report.error_count(), 0, "requests failed: {json}");
+    assert_eq!(
+        (report.lost, report.duplicated, report.out_of_order),
+        (0, 0, 0),
+        "{json}"
+    );
+    let latency = report.latency.as_ref().expect("event latency was measured");
+    let correlated =
+        report.kind("drag").unwrap().committed + report.kind("activity").unwrap().committed;
+    assert_eq!(latency.samples, 20 * correlated, "{json}");
+
+    let previews = report.previews.as_ref().expect("a previews report");
+    assert_eq!((previews.draggers, previews.watchers), (2, 18), "{json}");
+    assert_eq!(previews.refused, 0, "{json}");
+    // Two draggers at 30 Hz for 2 s: about 120 frames, most published (one per node per tick).
+    assert!(previews.sent >= 80, "{json}");
+    assert!(previews.published > 0, "{json}");
+    assert!(previews.published <= previews.sent, "{json}");
+    assert!(previews.delivered >= previews.published, "{json}");
+    assert!(
+        previews.delivered <= previews.published * 18,
+        "a watcher got a preview twice: {json}"
+    );
+    let preview_latency = previews.latency.as_ref().expect("preview latency");
+    assert_eq!(preview_latency.samples, previews.delivered, "{json}");
+    assert_eq!(json["previews"]["lost"], previews.lost(), "{json}");
+
+    first.stop().await;
+    if let Some(second) = second {
+        second.stop().await;
+    }
+}
