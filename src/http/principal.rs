@@ -220,13 +220,14 @@ pub async fn resolve(req: &HttpRequest, state: &AppState) -> Result<Resolved, Ap
     }
     if let Some(session) = session_cookie(req) {
         let hash = hash_token(&session);
+        let lookup = hash.clone();
         let key = state
-            .read(move |c| Ok(keys::session_key(c, &hash, Utc::now())?))
+            .read(move |c| Ok(keys::session_key(c, &lookup, Utc::now())?))
             .await?;
         if let Some(key) = key.filter(|k| k.is_live(Utc::now())) {
             note_use(state, key.id);
             return Ok(Resolved::Person(Principal {
-                session: Some(hash_token(&session)),
+                session: Some(hash),
                 ..Principal::from_key(&key, Via::Session)
             }));
         }

@@ -218,10 +218,6 @@ async fn chat_scenario(t: &mut BrowserTest, agent: &EchoAgent) -> anyhow::Result
         "return document.querySelectorAll('#arrows .traffic-arrow').length === 0;",
     )
     .await?;
-    for p in [page, other] {
-        let errors = p.script_errors().await?;
-        anyhow::ensure!(errors.is_empty(), "{}: script errors: {errors:#?}", p.name);
-    }
     Ok(())
 }
 
@@ -360,12 +356,6 @@ async fn approvals_scenario(t: &mut BrowserTest) -> anyhow::Result<()> {
              && document.getElementById('approvals-list').textContent.includes('Nothing waits');",
         )
         .await?;
-        let errors = page.script_errors().await?;
-        anyhow::ensure!(
-            errors.is_empty(),
-            "{}: script errors: {errors:#?}",
-            page.name
-        );
     }
     Ok(())
 }
