@@ -8,6 +8,7 @@ mod a2a;
 mod activity;
 mod agents;
 mod approvals;
+mod arrange;
 mod backup;
 mod bench_smoke;
 mod boundary_ws;
