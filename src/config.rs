@@ -83,7 +83,7 @@ pub struct Config {
     /// (`ACTIVITY_CLEANUP_INTERVAL_HOURS`, default 6 hours).
     pub activity_cleanup_interval: Duration,
     /// How long the replayable event stream is kept (`LIVE_EVENTS_RETENTION_SECONDS`, default
-    /// 900); the newest [`crate::jobs::retention::LIVE_EVENTS_KEEP_MIN`] are kept regardless.
+    /// 900); the newest [`crate::jobs::retention::LIVE_EVENTS_KEEP_NEWEST`] are kept regardless.
     pub live_events_retention: Duration,
     /// This instance's name in logs, `/health` and leases (`INSTANCE_ID`, default `canopy-`
     /// and 8 random hex digits).
