@@ -702,3 +702,49 @@ async fn arrange_refuses_unknown_roots_bad_bodies_and_viewers() {
     );
     assert_eq!(app.live_events().await.len(), events);
 }
+
+#[tokio::test]
+async fn a_retried_arrange_with_its_idempotency_key_is_answered_without_running_again() {
+    let (app, _db) = spawn_app().await;
+    pile(&app, 1).await;
+    let send = || {
+        app.client
+            .post(app.url("/canvas/arrange"))
+            .header("Idempotency-Key", "arrange-once")
+            .json(&json!({}))
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    assert!(!first["moved"].as_array().unwrap().is_empty(), "{first}");
+    let events = app.live_events().await.len();
+    // Someone drags a card away; the retry must not arrange it back.
+    let dragged = first["moved"][0]["id"].as_str().unwrap().to_string();
+    let (status, _) = app
+        .patch(
+            &format!("/workspaces/{dragged}"),
+            json!({ "x": -5000, "y": -5000 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status(), 200);
+    assert_eq!(
+        retry
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first, "the stored answer");
+    assert_eq!(
+        app.live_events().await.len(),
+        events + 1,
+        "only the drag's event"
+    );
+    let (_, ws) = app.get(&format!("/workspaces/{dragged}")).await;
+    assert_eq!((&ws["x"], &ws["y"]), (&json!(-5000), &json!(-5000)));
+}
