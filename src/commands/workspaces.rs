@@ -283,15 +283,12 @@ pub fn delete(
             .iter()
             .map(|(id, name)| json!({ "id": id, "name": name }))
             .collect();
-        return Err(AppError::WithBody {
-            status: actix_web::http::StatusCode::CONFLICT,
-            body: json!({
+        return Err(AppError::ConflictWith(json!({
                 "status": "confirmation_required",
                 "error": "workspace has children; repeat with ?confirm=true to delete them too",
                 "children": listed,
                 "children_count": children.len(),
-            }),
-        });
+        })));
     }
     let subtree = ws::live_subtree(tx.conn(), id)?;
     let now = Utc::now();

@@ -24,6 +24,7 @@ mod rate_limits;
 mod realtime;
 mod registry;
 mod request_ids;
+mod seams;
 mod secrets;
 mod shutdown;
 mod wire_gaps;
