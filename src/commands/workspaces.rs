@@ -234,6 +234,18 @@ pub fn patch(
         }
     }
 
+    // Expanded where it is: its children's areas come back, and neighbours in the way make
+    // room (their WORKSPACE_LAYOUT_CHANGED in this commit), as for placement.
+    if patch.collapsed == Some(false)
+        && patch.position.is_none()
+        && !placed
+        && ws::find_layout(tx.conn(), id)?.is_some_and(|l| l.collapsed)
+    {
+        let mut canvas = layout::load_canvas(tx)?;
+        canvas.expand(id);
+        layout::write_moves(tx, &canvas)?;
+    }
+
     if patch.position.is_some() || (patch.collapsed.is_some() && !placed) {
         let current = ws::find_layout(tx.conn(), id)?.unwrap_or(LayoutRow {
             x: 0.0,
