@@ -47,6 +47,9 @@ table=$(jq -rs '
           "heartbeats \($r.committed_per_s | num)/s committed, p50 / p99 \(pair($r.heartbeat_latency_ms.p50; $r.heartbeat_latency_ms.p99))"
         else empty end),
         (if (.scenario | startswith("idle-")) and $r.rss_kib_per_socket then "\($r.rss_kib_per_socket) KiB RSS per socket" else empty end),
+        (if (.scenario | startswith("idle-")) and $r.rss_after_close_ratio then
+          "\($r.after_close_s) s after close RSS \($r.rss_after_close_ratio * 100 | round) % of before the sockets"
+        else empty end),
         (if ($r.errors // 0) > 0 then "\($r.errors) failed requests" else empty end),
         (if $r.ok == false then "**stream not intact**" else empty end) ]
     | if length == 0 then "" else join("; ") end;
