@@ -212,6 +212,11 @@ impl Application {
             backplane.clone(),
             shutdown_rx.clone(),
         ));
+        tokio::spawn(crate::realtime::volatile::deliver(
+            Arc::clone(&hub),
+            config.drag_preview_tick,
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(
             Relay::new(store.clone(), Arc::clone(&hub)).run(signals_rx, shutdown_rx.clone()),
         );

@@ -111,6 +111,10 @@ pub struct Config {
     /// A person's presence lasts this long without a refresh (`PRESENCE_TTL_SECONDS`, default
     /// 30): an instance killed without a goodbye drops its people within it.
     pub presence_ttl: Duration,
+    /// The shortest time between two DRAG_PREVIEWS frames to one socket
+    /// (`DRAG_PREVIEW_TICK_MS`, default 33, at most 1000): each socket gets every preview of a
+    /// tick in one frame (see `realtime::volatile`).
+    pub drag_preview_tick: Duration,
 }
 
 /// The A2A proxy's outbound rules.
@@ -327,6 +331,8 @@ struct Vars {
     session_cookie_secure: bool,
     #[arg(long, env = "PRESENCE_TTL_SECONDS", default_value_t = 30, value_parser = positive)]
     presence_ttl_seconds: u64,
+    #[arg(long, env = "DRAG_PREVIEW_TICK_MS", default_value_t = crate::realtime::volatile::DEFAULT_PREVIEW_TICK.as_millis() as u64, value_parser = preview_tick)]
+    drag_preview_tick_ms: u64,
 }
 
 /// The parsed `TRUSTED_PROXIES` list (a newtype, so clap takes it as one value).
@@ -341,6 +347,15 @@ fn whole_number(raw: &str) -> Result<u64, String> {
 fn positive(raw: &str) -> Result<u64, String> {
     match whole_number(raw)? {
         0 => Err("must be greater than 0".into()),
+        n => Ok(n),
+    }
+}
+
+/// Milliseconds between preview frames: 1 to 1000 (past a second a preview no longer shows a
+/// drag as it happens).
+fn preview_tick(raw: &str) -> Result<u64, String> {
+    match positive(raw)? {
+        n if n > 1000 => Err("must be at most 1000".into()),
         n => Ok(n),
     }
 }
@@ -548,6 +563,7 @@ impl Config {
             session_ttl: Duration::from_secs(vars.session_ttl_seconds),
             session_cookie_secure: vars.session_cookie_secure,
             presence_ttl: Duration::from_secs(vars.presence_ttl_seconds),
+            drag_preview_tick: Duration::from_millis(vars.drag_preview_tick_ms),
         };
         config.check_exposure()?;
         config.check_secrets_keys()?;

@@ -18,7 +18,7 @@
 //!
 //! With `draggers` set (issue 15 item 4), the first `draggers` sockets also send drag frames at
 //! `drag_hz` from the start of the load to the end of the window, each for a workspace of its
-//! own, and every other socket times the DRAG_PREVIEW frames: the report's `previews`. They are
+//! own, and every other socket times the previews (entries of DRAG_PREVIEWS frames): the report's `previews`. They are
 //! volatile (coalesced per server tick, dropped for a socket that falls behind), so their loss
 //! is counted and never fails the run; the stream checks stay as strict as without them.
 //!

@@ -62,7 +62,7 @@ struct Args {
     #[arg(long, requires = "kill_instance")]
     kill_after: Option<f64>,
     /// Canvas sockets (the first ones) that each drag a workspace of their own, sending
-    /// `{"type":"drag",…}` frames; every other canvas times the DRAG_PREVIEW frames.
+    /// `{"type":"drag",…}` frames; every other canvas times the previews (entries of DRAG_PREVIEWS frames).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=bench::MAX_DRAGGERS as u64))]
     draggers: u64,
     /// Drag frames per second per dragger.

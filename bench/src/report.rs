@@ -130,7 +130,7 @@ impl FailoverReport {
     }
 }
 
-/// The drag-preview lane (issue 15 item 4): draggers' frames → DRAG_PREVIEW on every other
+/// The drag-preview lane (issue 15 item 4): draggers' frames → a DRAG_PREVIEWS entry on every other
 /// canvas, over the measurement window. Volatile: loss is reported, never a failure.
 #[derive(Clone, Debug, Default)]
 pub struct PreviewReport {
@@ -144,11 +144,12 @@ pub struct PreviewReport {
     /// Of those, the ones at least one canvas received; the server publishes the latest
     /// position per node per 33 ms tick, so the rest were superseded by design.
     pub published: u64,
-    /// DRAG_PREVIEW frames received over all watchers.
+    /// Previews received over all watchers (DRAG_PREVIEWS entries, or an older server's
+    /// DRAG_PREVIEW frames).
     pub delivered: u64,
     /// Drag frames the server answered with an error frame (the principal may not edit).
     pub refused: u64,
-    /// Drag frame sent → DRAG_PREVIEW received, per delivery.
+    /// Drag frame sent → its preview received, per delivery.
     pub latency: Option<Percentiles>,
 }
 
