@@ -270,7 +270,7 @@ async fn one_heartbeat_statement_writes_only_the_quiet_rows() {
         quiet,
     };
     let online = || vec![WorkspaceStatus::Online, WorkspaceStatus::Paused];
-    let beats = vec![
+    let beats = [
         beat(0, 111, online()),
         beat(1, 222, online()),
         beat(2, 333, online()),
