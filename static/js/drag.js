@@ -3,7 +3,7 @@
 
 import { api, workspacePath } from './api.js';
 import {
-  fit, fitUp, nodes, overrides, frozenBoxes, positionOf, placementFor, applyViewport,
+  fit, fitUp, nodes, overrides, frozenBoxes, positionOf, slotUnder, applyViewport,
   saveViewportSoon, show, CARD_W, CARD_H,
 } from './canvas.js';
 import * as m from './model.js';
@@ -191,7 +191,7 @@ async function finishDrag(d, targetId) {
     // Dropped onto its new parent's head: take the next free slot under it instead of hiding
     // the parent's name.
     if (targetId && overlapsHead(pos, targetId)) {
-      const slot = placementFor(targetId);
+      const slot = slotUnder(targetId);
       body.x = slot.x;
       body.y = slot.y;
       overrides.set(id, slot);
@@ -251,10 +251,18 @@ async function retryMove(id, body, version) {
   if (ui.selected === id) renderPanelDetails();
 }
 
-async function toggleCollapsed(id) {
+function toggleCollapsed(id) {
   const ws = model.workspaces.get(id);
-  if (!ws) return;
-  const next = !ws.collapsed;
+  if (ws) setCollapsed(id, !ws.collapsed);
+}
+
+/**
+ * Collapses or expands `id` on the page at once and saves it (PATCH `collapsed`, which every
+ * other page sees); a refusal puts it back and says why.
+ */
+export async function setCollapsed(id, next) {
+  const ws = model.workspaces.get(id);
+  if (!ws || ws.collapsed === next) return;
   show(m.setLayout(model, id, undefined, undefined, next));
   try {
     await api('PATCH', workspacePath(id), { collapsed: next });
