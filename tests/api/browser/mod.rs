@@ -22,6 +22,7 @@ mod chat_and_approvals;
 mod collab;
 mod page_files;
 mod people;
+mod scale;
 
 /// What a step may wait for a page to show before the test fails.
 const PAGE_WAIT: Duration = Duration::from_secs(10);
