@@ -32,7 +32,7 @@ const WINDOW: (u32, u32) = (1280, 800);
 
 /// One browser test at a time: each runs two Chromium instances, and the machines that run
 /// this suite have few cores.
-static BROWSER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static BROWSER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ------------------------------------------------------------------ chromedriver
 
