@@ -30,7 +30,14 @@ pub enum AppError {
     /// missing from ALLOWED_HOSTS.
     #[error("{0}")]
     MisdirectedRequest(String),
-    /// A status with a body of its own (409 confirmation_required, 410 with the last event).
+    /// 409 with a body saying what the conflict is (a delete that needs `?confirm=true`, an
+    /// approval decided first elsewhere): the command layer's form of a conflict with details.
+    #[error("conflict")]
+    ConflictWith(serde_json::Value),
+    /// 410: the workspace was removed; the body says so (an agent call on a removed workspace).
+    #[error("gone")]
+    GoneWith(serde_json::Value),
+    /// A status with a body of its own, for the HTTP layer (the A2A proxy's upstream errors).
     #[error("{status}")]
     WithBody {
         status: StatusCode,
@@ -104,6 +111,8 @@ impl ResponseError for AppError {
             AppError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AppError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::MisdirectedRequest(_) => StatusCode::MISDIRECTED_REQUEST,
+            AppError::ConflictWith(_) => StatusCode::CONFLICT,
+            AppError::GoneWith(_) => StatusCode::GONE,
             AppError::WithBody { status, .. } => *status,
             AppError::MovedPermanently(_) => StatusCode::MOVED_PERMANENTLY,
             AppError::PreconditionFailed { .. } => StatusCode::PRECONDITION_FAILED,
@@ -115,7 +124,9 @@ impl ResponseError for AppError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         match self {
-            AppError::WithBody { body, .. } => HttpResponse::build(status).json(body),
+            AppError::WithBody { body, .. }
+            | AppError::ConflictWith(body)
+            | AppError::GoneWith(body) => HttpResponse::build(status).json(body),
             AppError::MovedPermanently(location) => HttpResponse::build(status)
                 .insert_header(("Location", location.as_str()))
                 .json(json!({ "error": "workspace moved", "forwarded_to": location })),

@@ -63,16 +63,13 @@ fn not_found() -> AppError {
 
 /// 409 with the first decision, for a second (or concurrent) one.
 fn already_decided(first: &Approval) -> AppError {
-    AppError::WithBody {
-        status: actix_web::http::StatusCode::CONFLICT,
-        body: json!({
-            "error": "approval already decided",
-            "approval_id": first.id,
-            "status": first.status,
-            "decided_by": first.decided_by,
-            "decided_at": first.decided_at,
-        }),
-    }
+    AppError::ConflictWith(json!({
+        "error": "approval already decided",
+        "approval_id": first.id,
+        "status": first.status,
+        "decided_by": first.decided_by,
+        "decided_at": first.decided_at,
+    }))
 }
 
 /// A person's decision on one of `workspace_id`'s requests. Exactly one decision wins: the

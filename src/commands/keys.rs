@@ -9,10 +9,12 @@ use uuid::Uuid;
 
 use crate::domain::people::Role;
 use crate::domain::validation::KeyName;
-use crate::http::auth::hash_token;
-use crate::http::principal::KEY_PREFIX;
+use crate::secrets::hash_token;
 use crate::store::keys::{self, ApiKey, NewApiKey};
 use crate::store::DbConnection;
+
+/// API keys carry this prefix, so a key is told from a workspace token without a lookup.
+pub const KEY_PREFIX: &str = "cnp_";
 
 /// `cnp_` and 32 random bytes in base64url (256 bits of entropy).
 pub fn new_key() -> String {

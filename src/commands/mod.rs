@@ -8,5 +8,6 @@ pub mod agents;
 pub mod approvals;
 pub mod canvas;
 pub mod keys;
+pub mod layout;
 pub mod registry;
 pub mod workspaces;

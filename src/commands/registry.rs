@@ -11,16 +11,13 @@ use uuid::Uuid;
 use crate::domain::events::EventKind;
 use crate::domain::status::{on_heartbeat, WorkspaceStatus};
 use crate::error::{AppError, AppResult};
-use crate::http::auth::hash_token;
+use crate::secrets::hash_token;
 use crate::store::workspaces::{self as ws, HeartbeatColumns, WorkspaceRow};
 use crate::store::{tokens, DbConnection, NewEvent, Tx};
 use diesel::QueryResult;
 
 fn gone() -> AppError {
-    AppError::WithBody {
-        status: actix_web::http::StatusCode::GONE,
-        body: json!({ "error": "workspace removed", "status": "removed" }),
-    }
+    AppError::GoneWith(json!({ "error": "workspace removed", "status": "removed" }))
 }
 
 /// The workspace row for an agent call: 404 unknown, 410 removed.

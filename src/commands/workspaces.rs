@@ -2,6 +2,7 @@ use chrono::Utc;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use super::layout;
 use crate::domain::events::{json_number, EventKind};
 use crate::domain::status::WorkspaceStatus;
 use crate::domain::validation::{RuntimeName, Tier, WorkspaceName, WorkspaceRole};
@@ -31,6 +32,11 @@ pub fn create(tx: &mut Tx<'_>, input: CreateWorkspace) -> AppResult<Uuid> {
     if let Some(parent) = input.parent_id {
         ws::find_live_row(tx.conn(), parent)?.ok_or_else(parent_not_found)?;
     }
+    // Placement needs the canvas as it was before this workspace: loaded once, here.
+    let mut canvas = match input.position {
+        Some(_) => None,
+        None => Some(layout::load_canvas(tx)?),
+    };
     let id = Uuid::new_v4();
     let now = Utc::now();
     let new = NewWorkspace {
@@ -43,24 +49,31 @@ pub fn create(tx: &mut Tx<'_>, input: CreateWorkspace) -> AppResult<Uuid> {
         parent_id: input.parent_id,
     };
     ws::insert(tx.conn(), &new, now)?;
-    let (x, y) = input.position.unwrap_or((0.0, 0.0));
-    if input.position.is_some() {
-        ws::save_layout(
-            tx.conn(),
-            id,
-            LayoutRow {
-                x,
-                y,
-                collapsed: false,
-            },
-        )?;
-    }
+    // A position a person chose is stored as given; otherwise the server places the card
+    // beside its siblings, and areas that grow make room (README "Placement and Arrange").
+    let (x, y) = match (input.position, canvas.as_mut()) {
+        (Some(position), _) => position,
+        (None, Some(canvas)) => canvas.place_new(id, new.parent_id),
+        (None, None) => unreachable!("the canvas is loaded when no position is given"),
+    };
+    ws::save_layout(
+        tx.conn(),
+        id,
+        LayoutRow {
+            x,
+            y,
+            collapsed: false,
+        },
+    )?;
     let (ex, ey) = event_position(tx, new.parent_id, x, y)?;
     tx.append(NewEvent::new(
         EventKind::WorkspaceProvisioning,
         id,
         provisioning_payload(&new.name, new.tier, &new.runtime, new.parent_id, ex, ey),
     ))?;
+    if let Some(canvas) = &canvas {
+        layout::write_moves(tx, canvas)?;
+    }
     Ok(id)
 }
 
@@ -181,6 +194,8 @@ pub fn patch(
         ))?;
     }
 
+    // Whether the workspace was placed in a new parent, its layout then written and announced.
+    let mut placed = false;
     if let Some(new_parent) = patch.parent_id {
         let old_parent = row.parent();
         if new_parent != old_parent {
@@ -192,16 +207,33 @@ pub fn patch(
                     ));
                 }
             }
+            // Without a position, the workspace (and its subtree) moves into its new
+            // parent's area beside its siblings; loaded before the parent changes.
+            let mut canvas = match patch.position {
+                Some(_) => None,
+                None => Some(layout::load_canvas(tx)?),
+            };
             ws::set_parent(tx.conn(), id, new_parent, now)?;
             tx.append(NewEvent::new(
                 EventKind::WorkspaceMoved,
                 id,
                 json!({ "old_parent_id": old_parent, "new_parent_id": new_parent }),
             ))?;
+            if let Some(canvas) = canvas.as_mut() {
+                // A collapse in the same PATCH is placed as such, and announced with the move:
+                // one WORKSPACE_LAYOUT_CHANGED for the workspace, not two.
+                if let Some(collapsed) = patch.collapsed {
+                    canvas.set_collapsed(id, collapsed);
+                }
+                canvas.reparent(id, new_parent);
+                placed = layout::write_moves(tx, canvas)?
+                    .iter()
+                    .any(|moved| moved.id == id);
+            }
         }
     }
 
-    if patch.position.is_some() || patch.collapsed.is_some() {
+    if patch.position.is_some() || (patch.collapsed.is_some() && !placed) {
         let current = ws::find_layout(tx.conn(), id)?.unwrap_or(LayoutRow {
             x: 0.0,
             y: 0.0,
@@ -217,7 +249,7 @@ pub fn patch(
         tx.append(NewEvent::new(
             EventKind::WorkspaceLayoutChanged,
             id,
-            json!({ "x": json_number(layout.x), "y": json_number(layout.y), "collapsed": layout.collapsed }),
+            layout::layout_changed_payload(layout),
         ))?;
     }
     Ok(ws::version(tx.conn(), id)?.unwrap_or(row.version))
@@ -251,15 +283,12 @@ pub fn delete(
             .iter()
             .map(|(id, name)| json!({ "id": id, "name": name }))
             .collect();
-        return Err(AppError::WithBody {
-            status: actix_web::http::StatusCode::CONFLICT,
-            body: json!({
+        return Err(AppError::ConflictWith(json!({
                 "status": "confirmation_required",
                 "error": "workspace has children; repeat with ?confirm=true to delete them too",
                 "children": listed,
                 "children_count": children.len(),
-            }),
-        });
+        })));
     }
     let subtree = ws::live_subtree(tx.conn(), id)?;
     let now = Utc::now();

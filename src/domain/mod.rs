@@ -6,6 +6,7 @@ pub mod approvals;
 pub mod events;
 pub mod hierarchy;
 pub mod ids;
+pub mod layout;
 pub mod people;
 pub mod status;
 pub mod validation;

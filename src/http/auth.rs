@@ -9,11 +9,12 @@ use std::collections::HashMap;
 
 use actix_web::http::header;
 use actix_web::HttpRequest;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
+pub use crate::secrets::hash_token;
+use crate::secrets::same_secret;
 use crate::store::{tokens, DbConnection};
 
 /// The token of `Authorization: Bearer <token>`. The scheme name is case-insensitive
@@ -30,13 +31,6 @@ pub fn query_token(req: &HttpRequest) -> Option<String> {
     url::form_urlencoded::parse(req.query_string().as_bytes())
         .find(|(k, _)| k == "token")
         .map(|(_, v)| v.into_owned())
-}
-
-/// Compares fixed-length digests in constant time (`subtle`), so neither the token's length
-/// nor its first differing byte shows in the timing.
-fn same_secret(a: &str, b: &str) -> bool {
-    let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    subtle::ConstantTimeEq::ct_eq(da.as_slice(), db.as_slice()).into()
 }
 
 pub fn is_admin_token(state: &AppState, token: Option<&str>) -> bool {
@@ -73,12 +67,6 @@ pub fn require_person(
         }
         .into(),
     ))
-}
-
-/// Hex SHA-256 of a workspace token: the only form stored.
-pub fn hash_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,8 +7,10 @@ use super::body::{FieldLimit, Json, JsonBody};
 use super::openapi::{ErrorBody, StatusBody};
 use super::principal::Principal;
 use crate::app::{ActAs, AppState};
+use crate::commands::layout::{self as layout_commands, Moved};
 use crate::domain::events::json_number;
-use crate::domain::validation::{parse_coordinate, parse_zoom};
+use crate::domain::ids::parse_uuid;
+use crate::domain::validation::{limits, parse_coordinate, parse_zoom, FieldError};
 use crate::error::AppResult;
 use crate::store::canvas::{self, Viewport};
 
@@ -90,4 +92,70 @@ pub async fn put_viewport(
 )]
 pub async fn presence(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.presence.list()))
+}
+
+/// `POST /canvas/arrange`: `{"root_id": "<uuid>"}` arranges that workspace's subtree;
+/// `{}` or `{"root_id": null}` every tree.
+#[derive(Deserialize, ToSchema)]
+pub struct ArrangeBody {
+    #[schema(format = Uuid)]
+    root_id: Option<String>,
+}
+
+impl JsonBody for ArrangeBody {
+    /// `null` (like leaving it out) arranges the whole canvas.
+    const NULLABLE: &'static [&'static str] = &["root_id"];
+    const LIMITS: &'static [FieldLimit] = &[("root_id", limits::ID)];
+}
+
+/// The answer of `POST /canvas/arrange`: the workspaces that moved, at their new absolute
+/// positions, oldest first.
+#[derive(serde::Serialize, ToSchema)]
+pub struct ArrangeResponse {
+    moved: Vec<Moved>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/canvas/arrange",
+    tag = "canvas",
+    summary = "Lay out a subtree (or every tree) as a tidy org chart, in one commit",
+    description = "The subtree's root keeps its place (every tree: the trees stand side by side \
+        from the top-left of the current content); a parent's head is centred above the row of \
+        its children's areas; a collapsed workspace is a bare card whose hidden descendants move \
+        with it; neighbours that are in the way make room. Every moved workspace gets its \
+        WORKSPACE_LAYOUT_CHANGED in the same commit (contiguous seqs); an unmoved one gets none.",
+    request_body(content = ArrangeBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "`{\"moved\": [{\"id\", \"x\", \"y\"}]}`: absolute positions of the workspaces that moved", body = ArrangeResponse),
+        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
+        (status = 404, description = "`root_id` is not a live workspace: `{\"error\", \"root_id\"}`", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
+        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        (status = 401, description = "Missing or invalid token", body = ErrorBody),
+        (status = 403, description = "The caller may not change the canvas (a viewer, an agent)", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    ),
+    security((), ("admin_token" = [])),
+)]
+#[tracing::instrument(skip_all)]
+pub async fn arrange(
+    principal: Principal,
+    state: web::Data<AppState>,
+    Json(body): Json<ArrangeBody>,
+) -> AppResult<HttpResponse> {
+    let root = body
+        .root_id
+        .as_deref()
+        .map(|raw| {
+            parse_uuid(raw).ok_or_else(|| FieldError::new("root_id", "must be a workspace UUID"))
+        })
+        .transpose()?;
+    let moved = state
+        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
+            layout_commands::arrange(tx, root)
+        })
+        .await?;
+    tracing::info!(root_id = ?root, moved = moved.len(), "canvas arranged");
+    Ok(HttpResponse::Ok().json(ArrangeResponse { moved }))
 }

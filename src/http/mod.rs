@@ -104,6 +104,7 @@ macro_rules! with_api_routes {
             ([get], "/canvas/viewport", canvas::get_viewport, VIEWER),
             ([put], "/canvas/viewport", canvas::put_viewport, EDITOR),
             ([get], "/canvas/presence", canvas::presence, VIEWER),
+            ([post], "/canvas/arrange", canvas::arrange, EDITOR),
             ([get], "/events", events::list_all, VIEWER),
             ([get], "/events/{workspace_id}", events::list_for_workspace, VIEWER),
             ([post], "/keys", keys::create, ADMIN),

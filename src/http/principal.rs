@@ -193,8 +193,7 @@ pub fn session_cookie(req: &HttpRequest) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// API keys carry this prefix, so a key is told from a workspace token without a lookup.
-pub const KEY_PREFIX: &str = "cnp_";
+pub use crate::commands::keys::KEY_PREFIX;
 
 /// Resolves a request's credentials (see the module docs). Runs key and session lookups on the
 /// blocking pool.

@@ -8,16 +8,20 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::Expirations;
+use super::{Expirations, LivenessStore};
 
 /// How often deadlines are checked: the granularity of an in-process expiry.
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
+/// Deadlines in a map, checked every [`CHECK_INTERVAL`] by a task that holds only a weak
+/// reference (it ends when the store is dropped or nobody reads the expirations).
 pub struct MemoryLiveness {
     deadlines: Mutex<HashMap<Uuid, Instant>>,
 }
 
 impl MemoryLiveness {
+    /// Starts the checking task (on the current tokio runtime) and returns the store with the
+    /// receiver of its expirations.
     pub fn start() -> (Arc<MemoryLiveness>, Expirations) {
         let liveness = Arc::new(MemoryLiveness {
             deadlines: Mutex::new(HashMap::new()),
@@ -55,17 +59,31 @@ impl MemoryLiveness {
         (liveness, rx)
     }
 
-    pub fn arm(&self, id: Uuid, ttl: Duration) {
+    /// [`LivenessStore::arm`], without the future: it cannot fail or wait.
+    pub fn arm_now(&self, id: Uuid, ttl: Duration) {
         self.deadlines
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(id, Instant::now() + ttl);
     }
 
-    pub fn disarm(&self, id: Uuid) {
+    /// [`LivenessStore::disarm`], without the future.
+    pub fn disarm_now(&self, id: Uuid) {
         self.deadlines
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+    }
+}
+
+impl LivenessStore for MemoryLiveness {
+    async fn arm(&self, id: Uuid, ttl: Duration) -> anyhow::Result<()> {
+        self.arm_now(id, ttl);
+        Ok(())
+    }
+
+    async fn disarm(&self, id: Uuid) -> anyhow::Result<()> {
+        self.disarm_now(id);
+        Ok(())
     }
 }

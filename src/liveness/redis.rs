@@ -16,9 +16,11 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::mpsc;
 use uuid::Uuid;
 
-use super::{Expirations, URL_CACHE_TTL};
+use super::{Expirations, LivenessStore, URL_CACHE_TTL};
 use crate::events::redis::builder;
 
+/// Deadlines as Redis keys `<prefix>ws:{id}` with a TTL; expirations come from Redis's
+/// key-expiry notifications, so any instance's heartbeat re-arms the one deadline.
 pub struct RedisLiveness {
     client: Client,
     subscriber: SubscriberClient,
@@ -26,6 +28,9 @@ pub struct RedisLiveness {
 }
 
 impl RedisLiveness {
+    /// Connects a client and a subscriber to `url`, subscribes to key-expiry notifications
+    /// (enabling them if the server allows CONFIG SET) and starts the listener. Errors: Redis
+    /// unreachable or refusing the subscription.
     pub async fn connect(
         url: &str,
         key_prefix: &str,
@@ -89,25 +94,8 @@ impl RedisLiveness {
         });
     }
 
-    pub async fn arm(&self, id: Uuid, ttl: Duration) -> Result<(), Error> {
-        let seconds = ttl.as_secs().max(1) as i64;
-        self.client
-            .set::<(), _, _>(
-                self.key(id),
-                "online",
-                Some(Expiration::EX(seconds)),
-                None,
-                false,
-            )
-            .await
-    }
-
-    pub async fn disarm(&self, id: Uuid) -> Result<(), Error> {
-        self.client
-            .del::<(), _>(vec![self.key(id), format!("{}:url", self.key(id))])
-            .await
-    }
-
+    /// Caches where an agent listens (`<prefix>ws:{id}:url`, [`URL_CACHE_TTL`]). Errors:
+    /// Redis unreachable.
     pub async fn cache_url(&self, id: Uuid, url: &str) -> Result<(), Error> {
         let ttl = Some(Expiration::EX(URL_CACHE_TTL.as_secs() as i64));
         self.client
@@ -115,9 +103,34 @@ impl RedisLiveness {
             .await
     }
 
+    /// Closes both connections.
     pub async fn quit(&self) {
         let _ = self.subscriber.quit().await;
         let _ = self.client.quit().await;
+    }
+}
+
+impl LivenessStore for RedisLiveness {
+    /// `SET <key> online PX <ms>`: milliseconds, so a TTL of 1.5 s is not cut to 1 s.
+    async fn arm(&self, id: Uuid, ttl: Duration) -> anyhow::Result<()> {
+        let millis = ttl.as_millis().clamp(1, i64::MAX as u128) as i64;
+        self.client
+            .set::<(), _, _>(
+                self.key(id),
+                "online",
+                Some(Expiration::PX(millis)),
+                None,
+                false,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn disarm(&self, id: Uuid) -> anyhow::Result<()> {
+        self.client
+            .del::<(), _>(vec![self.key(id), format!("{}:url", self.key(id))])
+            .await?;
+        Ok(())
     }
 }
 

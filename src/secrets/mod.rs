@@ -26,6 +26,23 @@ pub use crypto::{
     open, seal, CryptoError, Keyring, MasterKey, Scope, SealedSecret, SecretBinding, SecretValue,
 };
 
+/// Hex SHA-256 (64 lowercase hex digits) of a bearer credential — a workspace token, an API
+/// key or a session id: the only form the store keeps. The credentials are 256-bit random
+/// strings, so a plain digest (no salt, no stretching) is enough to make a stolen table useless.
+pub fn hash_token(token: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(token.as_bytes());
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether two secrets are equal, compared as fixed-length digests in constant time
+/// (`subtle`), so neither the secret's length nor its first differing byte shows in the timing.
+pub fn same_secret(a: &str, b: &str) -> bool {
+    use sha2::{Digest, Sha256};
+    let (da, db) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
+    subtle::ConstantTimeEq::ct_eq(da.as_slice(), db.as_slice()).into()
+}
+
 /// The variable holding the current master key.
 pub const KEY_VAR: &str = "SECRETS_ENCRYPTION_KEY";
 /// The variable holding the master key being rotated away from.

@@ -614,3 +614,25 @@ pub fn record_quiet_heartbeat(
     };
     Ok(changed == 1)
 }
+
+/// A workspace on the canvas: its id, its parent, and its layout row if it has one.
+pub type CanvasNodeRow = (Uuid, Option<Uuid>, Option<LayoutRow>);
+
+/// Every live workspace with its parent and layout, oldest first: the canvas the placement
+/// and arrange rules run over, loaded in one query per command.
+pub fn canvas_nodes(conn: &mut DbConnection) -> QueryResult<Vec<CanvasNodeRow>> {
+    let rows = workspaces::table
+        .left_join(canvas_layouts::table)
+        .filter(workspaces::status.ne(WorkspaceStatus::Removed.as_str()))
+        .order((workspaces::created_at.asc(), workspaces::id.asc()))
+        .select((
+            workspaces::id,
+            workspaces::parent_id,
+            Option::<LayoutRow>::as_select(),
+        ))
+        .load::<(DbUuid, Option<DbUuid>, Option<LayoutRow>)>(conn)?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, parent, layout)| (id.0, parent.map(|p| p.0), layout))
+        .collect())
+}

@@ -121,6 +121,7 @@ const EXPECTED: &[(&str, &str, &str)] = &[
     ("get", "/canvas/viewport", "viewer"),
     ("put", "/canvas/viewport", "editor"),
     ("get", "/canvas/presence", "viewer"),
+    ("post", "/canvas/arrange", "editor"),
     ("get", "/events", "viewer"),
     ("get", "/events/{workspace_id}", "viewer"),
     ("post", "/keys", "admin"),

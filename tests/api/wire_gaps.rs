@@ -265,10 +265,19 @@ async fn a_child_is_provisioned_at_a_position_relative_to_its_parent() {
     assert_eq!(frames[1]["payload"]["x"], 30.5);
     assert_eq!(frames[1]["payload"]["y"], 40);
     assert_eq!(frames[3]["workspace_id"], loose.as_str());
+    // "Bare" was created without a position, so the server placed it right of the Team root's
+    // area (which reaches 364.5 with its child), 28 px on, level with that root; the child's
+    // position is relative to that place (README "Placement and Arrange").
+    let (_, bare_ws) = app.get(&format!("/workspaces/{bare}")).await;
+    assert_eq!(
+        (&bare_ws["x"], &bare_ws["y"]),
+        (&json!(392.5), &json!(50)),
+        "an unpositioned root is placed beside the roots"
+    );
     assert_eq!(
         (&frames[3]["payload"]["x"], &frames[3]["payload"]["y"]),
-        (&json!(7), &json!(8)),
-        "a parent without a layout sits at the origin"
+        (&json!(-385.5), &json!(-42)),
+        "relative to the placed parent"
     );
 
     let (_, got) = app.get(&format!("/workspaces/{child}")).await;

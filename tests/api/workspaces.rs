@@ -39,7 +39,9 @@ async fn create_then_list_and_get_with_layout_inlined() {
     );
     assert!(ws["created_at"].as_str().unwrap().ends_with('Z'));
     assert_eq!(list[1]["parent_id"], id.as_str());
-    assert_eq!(list[1]["x"], 0);
+    // Created without `canvas`, the child is placed under its parent's head: same x, one head
+    // height and a 28 px gap lower (README "Placement and Arrange").
+    assert_eq!((&list[1]["x"], &list[1]["y"]), (&json!(100), &json!(370.5)));
 
     let (status, got) = app.get(&format!("/workspaces/{child}")).await;
     assert_eq!(status, 200);
@@ -165,10 +167,18 @@ async fn patch_emits_one_event_per_kind_of_change() {
         json!({ "old_parent_id": null, "new_parent_id": a, "version": 3 })
     );
 
+    // Reparented without x+y, B is placed under A's head (A is at the origin), collapsed as
+    // the same PATCH asked, and that is one WORKSPACE_LAYOUT_CHANGED (README "Placement and
+    // Arrange").
     let (_, ws) = app.get(&path).await;
     assert_eq!(
         (ws["x"].clone(), ws["y"].clone(), ws["collapsed"].clone()),
-        (json!(10), json!(20.25), json!(true))
+        (json!(0), json!(120), json!(true))
+    );
+    assert_eq!(
+        events[5].2.as_deref(),
+        Some(b.as_str()),
+        "the placement is announced for B"
     );
     assert_eq!(ws["parent_id"], a.as_str());
 
