@@ -540,7 +540,7 @@ async fn gesture(client: &Client, n: u64) -> Result<(), fantoccini::error::CmdEr
 
 /// Runs the scenario against the instance at `config.url`.
 pub async fn run_page(config: PageConfig) -> Result<PageReport, BenchError> {
-    if config.workspaces == 0 || !(config.rate > 0.0) {
+    if config.workspaces == 0 || config.rate.is_nan() || config.rate <= 0.0 {
         return Err(BenchError::Usage(
             "page: workspaces and rate must be above 0".into(),
         ));

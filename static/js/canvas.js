@@ -420,20 +420,6 @@ export function markSelected(previous, id) {
 // ------------------------------------------------------------------ placement
 
 /**
- * Where a card dropped onto another card's head goes instead (so it does not hide the parent's
- * name): the next slot of a grid under that head.
- */
-export function slotUnder(parentId) {
-  // Slots leave room for each child to frame children of its own.
-  const parent = positionOf(parentId);
-  const k = childrenOf(parentId).size;
-  return {
-    x: Math.round(parent.x + (k % 3) * (CARD_W + 3 * PAD)),
-    y: Math.round(parent.y + CARD_H + 2 * PAD + Math.floor(k / 3) * (CARD_H + 3 * PAD)),
-  };
-}
-
-/**
  * Where a new root workspace goes: the middle of the view. (A new child is sent without a
  * position: the server places it inside its parent's area.)
  */
