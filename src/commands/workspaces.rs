@@ -32,12 +32,20 @@ pub fn create(tx: &mut Tx<'_>, input: CreateWorkspace) -> AppResult<Uuid> {
     if let Some(parent) = input.parent_id {
         ws::find_live_row(tx.conn(), parent)?.ok_or_else(parent_not_found)?;
     }
-    // Placement needs the canvas as it was before this workspace: loaded once, here.
-    let mut canvas = match input.position {
-        Some(_) => None,
-        None => Some(layout::load_canvas(tx)?),
-    };
     let id = Uuid::new_v4();
+    // A position a person chose is stored as given; otherwise the server places the card
+    // beside its siblings, and areas that grow make room (README "Placement and Arrange"),
+    // over the canvas as it was before this workspace, loaded once.
+    let mut canvas = None;
+    let (x, y) = match input.position {
+        Some(position) => position,
+        None => {
+            let mut loaded = layout::load_canvas(tx)?;
+            let position = loaded.place_new(id, input.parent_id);
+            canvas = Some(loaded);
+            position
+        }
+    };
     let now = Utc::now();
     let new = NewWorkspace {
         id,
@@ -49,13 +57,6 @@ pub fn create(tx: &mut Tx<'_>, input: CreateWorkspace) -> AppResult<Uuid> {
         parent_id: input.parent_id,
     };
     ws::insert(tx.conn(), &new, now)?;
-    // A position a person chose is stored as given; otherwise the server places the card
-    // beside its siblings, and areas that grow make room (README "Placement and Arrange").
-    let (x, y) = match (input.position, canvas.as_mut()) {
-        (Some(position), _) => position,
-        (None, Some(canvas)) => canvas.place_new(id, new.parent_id),
-        (None, None) => unreachable!("the canvas is loaded when no position is given"),
-    };
     ws::save_layout(
         tx.conn(),
         id,
@@ -231,6 +232,18 @@ pub fn patch(
                     .any(|moved| moved.id == id);
             }
         }
+    }
+
+    // Expanded where it is: its children's areas come back, and neighbours in the way make
+    // room (their WORKSPACE_LAYOUT_CHANGED in this commit), as for placement.
+    if patch.collapsed == Some(false)
+        && patch.position.is_none()
+        && !placed
+        && ws::find_layout(tx.conn(), id)?.is_some_and(|l| l.collapsed)
+    {
+        let mut canvas = layout::load_canvas(tx)?;
+        canvas.expand(id);
+        layout::write_moves(tx, &canvas)?;
     }
 
     if patch.position.is_some() || (patch.collapsed.is_some() && !placed) {

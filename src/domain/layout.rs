@@ -195,6 +195,21 @@ impl Canvas {
         }
     }
 
+    /// Shows the children of a collapsed `id`: its area grows back around them, and
+    /// neighbours in the way make room (as for placement). Positions of `id` and its
+    /// descendants stay as saved.
+    pub fn expand(&mut self, id: Uuid) {
+        let Some(node) = self.nodes.get(&id).copied() else {
+            return;
+        };
+        if !node.collapsed {
+            return;
+        }
+        let before = self.ancestor_areas(node.parent);
+        self.set_collapsed(id, false);
+        self.make_room(id, &before);
+    }
+
     /// Adds `id` at a position a person chose: stored as given, nobody makes room.
     pub fn insert_at(&mut self, id: Uuid, parent: Option<Uuid>, x: f64, y: f64) {
         self.attach(
@@ -827,6 +842,32 @@ mod tests {
         c.arrange(Some(root));
         assert_eq!((c.nodes[&root].x, c.nodes[&root].y), (x, y));
         assert!(violations(&c).is_empty(), "{:?}", violations(&c));
+    }
+
+    #[test]
+    fn expanding_a_collapsed_node_makes_room_for_its_children() {
+        let mut c = Canvas::new([]);
+        let a = Uuid::new_v4();
+        c.place_new(a, None);
+        for _ in 0..3 {
+            c.place_new(Uuid::new_v4(), Some(a));
+        }
+        c.set_collapsed(a, true);
+        // Placed beside the collapsed card, so inside the area it has when expanded.
+        let b = Uuid::new_v4();
+        c.place_new(b, None);
+        let loaded: Vec<(Uuid, Node)> = c.nodes.iter().map(|(id, n)| (*id, *n)).collect();
+        let mut c = Canvas::new(loaded);
+        c.set_collapsed(a, false);
+        assert!(
+            !violations(&c).is_empty(),
+            "expanded in place, it overlaps b"
+        );
+        c.set_collapsed(a, true);
+        c.expand(a);
+        assert!(violations(&c).is_empty(), "{:?}", violations(&c));
+        assert_eq!(c.moved().len(), 1, "only b moved");
+        assert_eq!(c.moved()[0].0, b);
     }
 
     #[test]

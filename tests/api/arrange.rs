@@ -702,3 +702,107 @@ async fn arrange_refuses_unknown_roots_bad_bodies_and_viewers() {
     );
     assert_eq!(app.live_events().await.len(), events);
 }
+
+#[tokio::test]
+async fn a_retried_arrange_with_its_idempotency_key_is_answered_without_running_again() {
+    let (app, _db) = spawn_app().await;
+    pile(&app, 1).await;
+    let send = || {
+        app.client
+            .post(app.url("/canvas/arrange"))
+            .header("Idempotency-Key", "arrange-once")
+            .json(&json!({}))
+            .send()
+    };
+    let first = send().await.unwrap();
+    assert_eq!(first.status(), 200);
+    let first: Value = first.json().await.unwrap();
+    assert!(!first["moved"].as_array().unwrap().is_empty(), "{first}");
+    let events = app.live_events().await.len();
+    // Someone drags a card away; the retry must not arrange it back.
+    let dragged = first["moved"][0]["id"].as_str().unwrap().to_string();
+    let (status, _) = app
+        .patch(
+            &format!("/workspaces/{dragged}"),
+            json!({ "x": -5000, "y": -5000 }),
+        )
+        .await;
+    assert_eq!(status, 200);
+
+    let retry = send().await.unwrap();
+    assert_eq!(retry.status(), 200);
+    assert_eq!(
+        retry
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    let retry: Value = retry.json().await.unwrap();
+    assert_eq!(retry, first, "the stored answer");
+    assert_eq!(
+        app.live_events().await.len(),
+        events + 1,
+        "only the drag's event"
+    );
+    let (_, ws) = app.get(&format!("/workspaces/{dragged}")).await;
+    assert_eq!((&ws["x"], &ws["y"]), (&json!(-5000), &json!(-5000)));
+}
+
+#[tokio::test]
+async fn expanding_a_collapsed_workspace_makes_room_for_its_children_in_the_same_commit() {
+    let (app, _db) = spawn_app().await;
+    let a = create(&app, "A", None).await;
+    for k in 0..3 {
+        create(&app, &format!("a{k}"), Some(&a)).await;
+    }
+    let (status, _) = app
+        .patch(&format!("/workspaces/{a}"), json!({ "collapsed": true }))
+        .await;
+    assert_eq!(status, 200);
+    // Placed beside the collapsed card: inside the area A has when expanded.
+    let b = create(&app, "B", None).await;
+    let before = Board::load(&app).await;
+    let mut expanded_in_place = before.clone();
+    expanded_in_place.cards.get_mut(&a).unwrap().collapsed = false;
+    assert!(
+        !expanded_in_place.violations().is_empty(),
+        "without room made, A's children would cover B"
+    );
+    let mut watcher = Watcher::connect(&app).await.with_board(&before);
+
+    let (status, _) = app
+        .patch(&format!("/workspaces/{a}"), json!({ "collapsed": false }))
+        .await;
+    assert_eq!(status, 200);
+    let after = Board::load(&app).await;
+    assert!(after.violations().is_empty(), "{:?}", after.violations());
+    for id in &after.order {
+        if *id != b {
+            assert_eq!(
+                (after.cards[id].x, after.cards[id].y),
+                (before.cards[id].x, before.cards[id].y),
+                "only B moves"
+            );
+        }
+    }
+    watcher.catch_up(&app).await;
+    let announced: Vec<(&str, &str)> = watcher
+        .seen
+        .iter()
+        .map(|f| {
+            (
+                f["event"].as_str().unwrap(),
+                f["workspace_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        announced,
+        vec![
+            ("WORKSPACE_LAYOUT_CHANGED", b.as_str()),
+            ("WORKSPACE_LAYOUT_CHANGED", a.as_str()),
+        ]
+    );
+    assert_eq!(watcher.positions(), after.positions());
+}
