@@ -9,12 +9,17 @@
 #   bench/run.sh failover      [clients] [rate] [duration] [canopy-bench options…]
 #   bench/run.sh idle-embedded [clients]    # server RSS per idle socket, and 30 s after close
 #   bench/run.sh idle-cluster  [clients]
+#   bench/run.sh page          [workspaces] [events/s] [seconds]   # the page in headless Chromium
 #
 # embedded: one instance on SQLite in a temp dir. cluster: two instances on a fresh PostgreSQL
 # database (canopy_bench_<random>) + Redis with a unique REDIS_KEY_PREFIX; sockets and
 # requests are spread over both. failover: cluster, and halfway through the measured window
 # the first instance gets SIGKILL; its sockets resume on the second with ?since=&epoch=
 # (override with --kill-instance / --kill-after). Defaults: 1000 clients, 200 requests/s, 10 s.
+# page (issue 17): one instance on SQLite, and the canvas page in headless Chromium
+# (chromedriver) with that many workspaces under that many events/s (status changes, task
+# banners, drags), panned and zoomed for the middle third, timed by the page's own
+# window.canopyPerf; defaults 500 workspaces, 50 events/s, 20 s. Fails if the page misses an event.
 #
 # Every run appends one line to bench/results.jsonl (BENCH_RESULTS=<file> elsewhere,
 # BENCH_RESULTS=off not at all): {"commit","dirty","date","scenario","profile","params",
@@ -37,18 +42,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-  sed -n '7,11p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '7,12p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
 scenario=${1:-}
 [[ $# -gt 0 ]] && shift
 case "$scenario" in
-  embedded | cluster | failover | idle-embedded | idle-cluster) ;;
+  embedded | cluster | failover | idle-embedded | idle-cluster | page) ;;
   *) usage ;;
 esac
 is_number() { [[ ${1:-} =~ ^[0-9]+([.][0-9]+)?$ ]]; }
 clients=1000 rate=200 duration=10 extra_idle=()
+[[ $scenario == page ]] && clients=500 rate=50 duration=20
 if is_number "${1:-}"; then clients=$1; shift; fi
 if [[ $scenario == idle-* ]]; then
   # 30 s after the sockets close the RSS is read again: is their memory given back?
@@ -177,7 +183,7 @@ start_server_once() {
 }
 
 case "$scenario" in
-  embedded | idle-embedded)
+  embedded | idle-embedded | page)
     start_server embedded -u REDIS_URL DATABASE_URL="sqlite://$tmp/canopy.db"
     ;;
   cluster | failover | idle-cluster)
@@ -192,6 +198,8 @@ case "$scenario" in
 esac
 
 args=(--clients "$clients" --rate "$rate" --duration "$duration")
+# The page scenario's first number is its workspaces; the browser is its only canvas.
+[[ $scenario == page ]] && args=(--page --workspaces "$clients" --rate "$rate" --duration "$duration")
 for i in "${!ports[@]}"; do
   args+=(--url "http://127.0.0.1:${ports[$i]}" --pid "${pids[$i]}")
 done

@@ -29,12 +29,13 @@ table=$(jq -rs '
   def title:
     .params as $p | .result as $r
     | (.scenario | sub("^idle-"; "")) as $where
-    | if (.scenario | startswith("idle-")) then "idle memory, \($where), \($p.clients | num) sockets"
+    | if .scenario == "page" then "page in headless Chromium, \($p.clients | num) workspaces, \($p.rate | num) events/s"
+      elif (.scenario | startswith("idle-")) then "idle memory, \($where), \($p.clients | num) sockets"
       elif $p.clients == 0 then "\($where), \($p.rate | num) requests/s offered, no sockets"
       else "\($where), \($p.clients | num) canvases, \($p.rate | num) events/s" end
     + (if ($p.options // "") != "" then " (`\($p.options)`)" else "" end)
     + (if $p.duration != 10 and (.scenario | startswith("idle-") | not) then ", \($p.duration) s" else "" end);
-  def order: {"embedded": 0, "cluster": 1, "failover": 2, "idle-embedded": 3, "idle-cluster": 4}[.scenario] // 9;
+  def order: {"embedded": 0, "cluster": 1, "failover": 2, "idle-embedded": 3, "idle-cluster": 4, "page": 5}[.scenario] // 9;
   def other:
     .result as $r
     | [ (if $r.failover then
@@ -42,6 +43,9 @@ table=$(jq -rs '
         else empty end),
         (if $r.previews then
           "drag previews (\($r.previews.draggers) × \($r.previews.drag_hz) Hz) p50 / p99 \(pair($r.previews.latency_ms.p50; $r.previews.latency_ms.p99)), \($r.previews.lost | num) of \($r.previews.published * $r.previews.watchers | num) lost"
+        else empty end),
+        (if .scenario == "page" then
+          "event→screen, not request→frame; pan/zoom frames p95 \($r.frame_ms.p95 | ms); main thread busy \($r.busy.task_pct | num) % (long tasks \($r.busy.long_task_pct | num) %); \($r.events.seen | num) of \($r.events.sent | num) events seen"
         else empty end),
         (if $r.heartbeat_latency_ms then
           "heartbeats \($r.committed_per_s | num)/s committed, p50 / p99 \(pair($r.heartbeat_latency_ms.p50; $r.heartbeat_latency_ms.p99))"
@@ -59,10 +63,11 @@ table=$(jq -rs '
   | sort_by([order, .params.clients, .params.rate, .params.options])
   | ["| Scenario | Commit, date | Deliveries/s | p50 | p90 | p99 | max | PATCH p50 / p99 | Lost / dup / disorder | Machine CPU | Also |",
      "|---|---|---|---|---|---|---|---|---|---|---|"]
-    + map(.result as $r
+    + map((if .scenario == "page" then .result + {latency_ms: .result.event_to_screen_ms, lost: .result.events.lost}
+           else .result end) as $r
       | "| \(title) | \(.commit)\(if .dirty then "+" else "" end)\(if .imported then "¹" else "" end), \(.date // "–" | tostring | .[0:10]) | \($r.deliveries_per_s | num) | \($r.latency_ms.p50 | ms) | \($r.latency_ms.p90 | ms) | \($r.latency_ms.p99 | ms) | \($r.latency_ms.max | ms) | \(pair($r.patch_latency_ms.p50; $r.patch_latency_ms.p99)) | \($r.lost | num) / \($r.duplicated | num) / \($r.out_of_order | num) | \(if $r.machine_cpu_pct then "\($r.machine_cpu_pct | round) %" else "–" end) | \(other) |")
     + ["",
-       "¹ imported: copied from an earlier README table or issue, not a recorded run (see the line'"'"'s `imported` field). `+`: run on a tree with uncommitted changes. Latency = request sent → frame received, over every socket. Drag previews: drag frame sent → its preview received (an entry of a DRAG_PREVIEWS frame; in runs from before DRAG_PREVIEWS, a DRAG_PREVIEW frame), over every canvas but the draggers."]
+       "¹ imported: copied from an earlier README table or issue, not a recorded run (see the line'"'"'s `imported` field). `+`: run on a tree with uncommitted changes. Latency = request sent → frame received, over every socket. Drag previews: drag frame sent → its preview received (an entry of a DRAG_PREVIEWS frame; in runs from before DRAG_PREVIEWS, a DRAG_PREVIEW frame), over every canvas but the draggers. Page: its latency columns are event→screen (frame off the socket → the end of the first animation frame after it was applied, timed by the page)."]
   | .[]
 ' "$results")
 

@@ -29,6 +29,7 @@
 
 mod frames;
 mod load;
+mod page;
 mod procfs;
 mod report;
 mod shared;
@@ -39,6 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use load::{Kind, Mix, CUT_BY_KILL};
+pub use page::{run_page, PageConfig, PageReport};
 pub use report::{FailoverReport, KindReport, Percentiles, PreviewReport, ProcessReport, Report};
 pub use target::Target;
 

@@ -75,10 +75,54 @@ struct Args {
     /// Runtime worker threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// The `page` scenario (issue 17): the canvas page in headless Chromium with --workspaces
+    /// cards under --rate events/s for --duration s, timed by the page itself (first --url only;
+    /// --clients is ignored).
+    #[arg(long)]
+    page: bool,
+    /// chromedriver binary for --page (default: /usr/bin/chromedriver or on PATH).
+    #[arg(long)]
+    chromedriver: Option<std::path::PathBuf>,
+    /// Chromium binary for --page (default: /usr/bin/chromium or on PATH).
+    #[arg(long)]
+    chromium: Option<std::path::PathBuf>,
+    /// --page without the pan and zoom gestures.
+    #[arg(long)]
+    no_pan_zoom: bool,
+}
+
+fn run_page(args: &Args) -> ! {
+    let mut config = bench::PageConfig::new(args.urls[0].clone());
+    config.workspaces = args.workspaces;
+    config.rate = args.rate;
+    config.duration = Duration::from_secs(args.duration);
+    config.admin_token = args.admin_token.clone();
+    config.chromedriver = args.chromedriver.clone();
+    config.chromium = args.chromium.clone();
+    config.pan_zoom = !args.no_pan_zoom;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(bench::run_page(config)) {
+        Ok(report) => {
+            println!("{}", report.to_json());
+            runtime.shutdown_timeout(Duration::from_secs(1));
+            std::process::exit(report.exit_code());
+        }
+        Err(e) => {
+            eprintln!("canopy-bench: {e}");
+            std::process::exit(2);
+        }
+    }
 }
 
 fn main() {
     let args = Args::parse();
+    if args.page {
+        run_page(&args);
+    }
     let mut config = BenchConfig::new(args.urls);
     config.clients = args.clients as usize;
     config.rate = args.rate;

@@ -5,6 +5,7 @@
 //   model.js     the org model and the event reducer (pure)        — tested in static/tests/
 //   resume.js    stream position, gaps, reconnect backoff (pure)   — tested in static/tests/
 //   messages.js  chat messages from A2A answers and history (pure) — tested in static/tests/
+//   find.js      search by name or role (pure)                     — tested in static/tests/
 //   inbox.js     the approvals inbox as data (pure)                — tested in static/tests/
 //   people.js    presence and "last changed by" as data (pure)     — tested in static/tests/
 //   api.js       HTTP client, sign-in and sign-out (the session cookie)
@@ -12,7 +13,10 @@
 //   preview.js   drag previews: this page's drag frames out, other people's drags drawn
 //   conflict.js  If-Match on rename, reparent and delete; the 412 box (what changed, retry)
 //   stream.js    the WebSocket: resume, resync, snapshot loading
-//   canvas.js    cards, layout, viewport: the view of model effects
+//   canvas.js    cards, layout, viewport: the view of model effects (writes coalesced per frame)
+//   search.js    the search box: highlight, frame, Enter walks the matches
+//   arrange.js   the Arrange buttons (POST /canvas/arrange; the moves come back as events)
+//   perf.js      the page's own timings, window.canopyPerf (off until started)
 //   drag.js      pointer input: drag, drop to nest, pan, collapse
 //   panel.js     the side panel and the new-workspace form
 //   chat.js      the chat of the open workspace
@@ -23,11 +27,14 @@
 
 import { api, onSignedIn, onSignInSubmit } from './api.js';
 import { loadPending, onApprovalEvent, toggleInbox, wireApprovals } from './approvals.js';
+import { arrange } from './arrange.js';
 import { applyViewport, fitView, nodes, onWheel, setViewport, show, updateCount, zoomBy } from './canvas.js';
 import { onActivity, onAgentMessage, reloadChat, wireChat } from './chat.js';
 import { cancelDrag, isDragging, isDraggingHere, wireCanvasInput } from './drag.js';
 import { handles, reduce } from './model.js';
-import { noteChange, onWorkspaceEvent, selectWorkspace, toggleNewForm, wirePanel } from './panel.js';
+import { noteChange, onWorkspaceAdded, onWorkspaceEvent, selectWorkspace, toggleNewForm, wirePanel } from './panel.js';
+import './perf.js'; // window.canopyPerf
+import { clearSearch, onWorkspaceChanged, searching, wireSearch } from './search.js';
 import { loadMe, loadPresence, onPresenceFrame, wirePresence } from './presence.js';
 import { onDragFrame, settle } from './preview.js';
 import { closeConflict, wireConflict } from './conflict.js';
@@ -60,6 +67,11 @@ function applyEvent(frame) {
       onTraffic(effect.activity);
     } else if (effect.type === 'approval') {
       onApprovalEvent(frame.event, effect.id, effect.payload);
+    } else if (effect.type === 'fields' || effect.type === 'removed') {
+      onWorkspaceChanged(effect.id);
+    } else if (effect.type === 'added') {
+      onWorkspaceChanged(effect.id);
+      onWorkspaceAdded(effect.id);
     }
     const id = frame.workspace_id ? String(frame.workspace_id) : '';
     noteChange(id, frame);
@@ -94,6 +106,7 @@ function onKey(event) {
   else if (!dom.approvalsPanel.hidden) toggleInbox(false);
   else if (!dom.deleteConfirm.hidden) dom.deleteConfirm.hidden = true;
   else if (ui.selected) selectWorkspace(null);
+  else if (searching()) clearSearch();
 }
 
 function wire() {
@@ -102,6 +115,9 @@ function wire() {
   byId('zoom-in').addEventListener('click', () => zoomBy(1.25));
   byId('zoom-out').addEventListener('click', () => zoomBy(0.8));
   byId('fit-view').addEventListener('click', fitView);
+  byId('arrange').addEventListener('click', () => arrange(null));
+  byId('panel-arrange').addEventListener('click', () => ui.selected && arrange(ui.selected));
+  wireSearch();
   dom.tokenForm.addEventListener('submit', onSignInSubmit);
   // A socket that failed for want of the cookie should not wait out its backoff (before boot
   // has opened one, boot opens it signed in); the header shows who signed in.

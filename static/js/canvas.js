@@ -1,15 +1,22 @@
 // The canvas view: one DOM element per workspace, touched only where an effect says something
-// changed, so 200 workspaces stay smooth; and the viewport (pan and zoom).
+// changed, so 500 workspaces under 50 events a second stay smooth; and the viewport (pan and
+// zoom).
 //
 // Layout: every card sits in one world layer at its ABSOLUTE x,y (the contract's coordinates).
 // A parent's element is drawn large enough to enclose its children; that box is recomputed only
 // for the ancestors of a card that changed.
+//
+// The hot events (status, task banners, moves: 'fields' and 'layout' effects) do not write the
+// DOM at once: the card is marked dirty and every dirty card is written once in the next
+// animation frame, its ancestors' boxes re-fitted once each however many of their children
+// changed. Everything else (cards added, removed, re-parented, collapsed) is written at once.
 
 import { api } from './api.js';
 import { forgetDrag } from './drag.js';
 import * as m from './model.js';
 import { onWorkspaceGone, renderPanelDetails } from './panel.js';
 import { model, ui, dom } from './state.js';
+import * as perf from './perf.js';
 import { reportError } from './toast.js';
 import { debounce, make, num, statusClass } from './util.js';
 
@@ -21,6 +28,12 @@ const MAX_DEPTH = 1000;
 const VIEWPORT_SAVE_DELAY_MS = 1000;
 const ZOOM_MIN = 0.1;
 const ZOOM_MAX = 4; // the server accepts (0, 10]
+// A dirty card is written in the next animation frame, or after this long when no frame comes
+// (a hidden tab gets none): what the page holds and what it shows never drift for long.
+const FLUSH_FALLBACK_MS = 250;
+// While the view moves, the world is its own compositor layer (panning and zooming move pixels
+// instead of repainting 500 cards); this long after the last move it is re-rasterised sharp.
+const MOVING_SETTLE_MS = 200;
 
 /** id -> { el, head, name, role, status, task, badge, toggle, depth, hidden, box }. */
 export const nodes = new Map();
@@ -54,9 +67,17 @@ function createCard(id) {
   const task = make('div', 'card-task');
   head.append(title, role, status, task);
   el.append(head);
-  const node = { el, head, name, role, status, task, badge, toggle, statusClass: '', depth: 0, hidden: false, box: null };
+  const node = {
+    el, head, name, role, status, task, badge, toggle, statusClass: '', toggleKey: '', depth: 0, hidden: false, box: null,
+  };
   nodes.set(id, node);
   return node;
+}
+
+// Text is written only when it differs: an unchanged write still costs the card a layout.
+function setText(el, text, title) {
+  if (el.textContent !== text) el.textContent = text;
+  if (title !== undefined && el.title !== title) el.title = title;
 }
 
 /** Writes the text and status of one card (not its position). */
@@ -64,28 +85,26 @@ export function renderCard(id) {
   const ws = model.workspaces.get(id);
   const n = nodes.get(id);
   if (!ws || !n) return;
-  n.name.textContent = ws.name || '(unnamed)';
-  n.name.title = ws.name || '';
-  n.role.textContent = ws.role || '';
-  n.role.title = ws.role || '';
-  n.status.textContent = ws.status + (ws.runtime ? ` · ${ws.runtime}` : '');
+  setText(n.name, ws.name || '(unnamed)', ws.name || '');
+  setText(n.role, ws.role || '', ws.role || '');
+  setText(n.status, ws.status + (ws.runtime ? ` · ${ws.runtime}` : ''));
   const task = ws.current_task || '';
-  n.task.textContent = task;
-  n.task.title = task;
-  n.task.hidden = !task;
+  setText(n.task, task, task);
+  if (n.task.hidden !== !task) n.task.hidden = !task;
   const active = num(ws.active_tasks);
-  n.badge.textContent = String(active);
-  n.badge.hidden = !(active > 0);
+  setText(n.badge, String(active));
+  if (n.badge.hidden !== !(active > 0)) n.badge.hidden = !(active > 0);
   const cls = statusClass(ws.status);
   if (n.statusClass !== cls) {
     if (n.statusClass) n.el.classList.remove(n.statusClass);
     n.el.classList.add(cls);
     n.statusClass = cls;
   }
-  n.el.dataset.status = ws.status;
-  n.el.dataset.activeTasks = String(active);
-  n.el.dataset.parentId = ws.parent_id || '';
-  n.el.classList.toggle('selected', ui.selected === id);
+  const d = n.el.dataset;
+  if (d.status !== ws.status) d.status = ws.status;
+  if (d.activeTasks !== String(active)) d.activeTasks = String(active);
+  if (d.parentId !== (ws.parent_id || '')) d.parentId = ws.parent_id || '';
+  if (n.el.classList.contains('selected') !== (ui.selected === id)) n.el.classList.toggle('selected', ui.selected === id);
   renderToggle(id);
 }
 
@@ -95,6 +114,9 @@ function renderToggle(id) {
   const n = nodes.get(id);
   if (!ws || !n) return;
   const kids = childrenOf(id).size;
+  const key = `${kids}|${!!ws.collapsed}`;
+  if (n.toggleKey === key) return; // what it shows depends on nothing else
+  n.toggleKey = key;
   n.toggle.hidden = kids === 0;
   n.toggle.textContent = ws.collapsed ? `▸ ${kids}` : '▾';
   n.toggle.title = ws.collapsed ? 'Show children' : 'Hide children';
@@ -142,7 +164,13 @@ export function fit(id) {
       r = Math.max(r, p.x + CARD_W + PAD);
     }
   }
+  const old = n.box;
   n.box = { l, t, r, b };
+  if (old && old.l === l && old.t === t && old.r === r && old.b === b && n.placedX === p.x && n.placedY === p.y) {
+    return; // nothing moved: no style write, no layout
+  }
+  n.placedX = p.x;
+  n.placedY = p.y;
   const s = n.el.style;
   s.left = `${l}px`;
   s.top = `${t}px`;
@@ -162,6 +190,56 @@ export function fitUp(id) {
     fit(cur);
     cur = parentOf(cur);
   }
+}
+
+// ------------------------------------------------------------------ coalesced writes
+
+const dirty = { cards: new Set(), fits: new Set(), frame: 0, timer: 0 };
+
+function scheduleFlush() {
+  if (dirty.frame || dirty.timer) return;
+  dirty.frame = requestAnimationFrame(flush);
+  dirty.timer = setTimeout(flush, FLUSH_FALLBACK_MS);
+}
+
+/**
+ * Writes every card marked dirty since the last flush: its text once, its box once, and each
+ * ancestor's box once (deepest first, so a parent frames its children's new boxes). Runs in
+ * the animation frame after the change; callers that must read the DOM at once may call it.
+ */
+export function flush() {
+  if (dirty.frame) cancelAnimationFrame(dirty.frame);
+  if (dirty.timer) clearTimeout(dirty.timer);
+  dirty.frame = 0;
+  dirty.timer = 0;
+  if (!dirty.cards.size && !dirty.fits.size) return;
+  const started = performance.now();
+  for (const id of dirty.cards) renderCard(id);
+  dirty.cards.clear();
+  if (dirty.fits.size) {
+    const chain = new Set();
+    for (const id of dirty.fits) {
+      let cur = nodes.has(id) ? id : null;
+      for (let i = 0; cur && i < MAX_DEPTH && !chain.has(cur) && nodes.has(cur); i++) {
+        chain.add(cur);
+        cur = parentOf(cur);
+      }
+    }
+    dirty.fits.clear();
+    const order = [...chain].sort((a, b) => nodes.get(b).depth - nodes.get(a).depth);
+    for (const id of order) fit(id);
+  }
+  perf.scriptTime(performance.now() - started);
+}
+
+function markCard(id) {
+  dirty.cards.add(id);
+  scheduleFlush();
+}
+
+function markFit(id) {
+  dirty.fits.add(id);
+  scheduleFlush();
 }
 
 function fitSubtree(id, seen = new Set()) {
@@ -245,14 +323,16 @@ export function show(effect) {
       break;
     }
     case 'fields':
-      renderCard(id);
+      markCard(id);
       break;
     case 'layout':
       if (effect.collapsedChanged) {
         renderToggle(id);
         for (const c of childrenOf(id)) refreshMeta(c);
+        fitUp(id);
+      } else {
+        markFit(id);
       }
-      fitUp(id);
       break;
     case 'moved':
       renderCard(id);
@@ -292,6 +372,8 @@ export function removeSubtree(id) {
 
 /** Replaces what the page shows with a full `GET /workspaces` answer, reusing elements. */
 export function applySnapshot(list) {
+  dirty.cards.clear();
+  dirty.fits.clear();
   const { added, removed } = m.replaceAll(model, list);
   for (const id of removed) dropNode(id);
   const fragment = document.createDocumentFragment();
@@ -337,17 +419,11 @@ export function markSelected(previous, id) {
 
 // ------------------------------------------------------------------ placement
 
-/** Where a new workspace goes: a root in the middle of the view, a child in a grid under its parent. */
-export function placementFor(parentId) {
-  if (parentId) {
-    // Slots leave room for each child to frame children of its own.
-    const parent = positionOf(parentId);
-    const k = childrenOf(parentId).size;
-    return {
-      x: Math.round(parent.x + (k % 3) * (CARD_W + 3 * PAD)),
-      y: Math.round(parent.y + CARD_H + 2 * PAD + Math.floor(k / 3) * (CARD_H + 3 * PAD)),
-    };
-  }
+/**
+ * Where a new root workspace goes: the middle of the view. (A new child is sent without a
+ * position: the server places it inside its parent's area.)
+ */
+export function rootPlacement() {
   const c = viewCenter();
   const step = (model.workspaces.size % 5) * 24; // so quick successive creations do not stack exactly
   return { x: Math.round(c.x - CARD_W / 2 + step), y: Math.round(c.y - CARD_H / 2 + step) };
@@ -355,8 +431,18 @@ export function placementFor(parentId) {
 
 // ------------------------------------------------------------------ viewport
 
+let movingTimer = 0;
+function settleMoving() {
+  movingTimer = 0;
+  dom.world.classList.remove('moving');
+}
+
 /** Writes the viewport transform (and the grid that moves with it). */
 export function applyViewport() {
+  perf.interacting();
+  if (movingTimer) clearTimeout(movingTimer);
+  else dom.world.classList.add('moving');
+  movingTimer = setTimeout(settleMoving, MOVING_SETTLE_MS);
   const { x, y, zoom } = ui.viewport;
   dom.world.style.transform = `translate(${x}px, ${y}px) scale(${zoom})`;
   const grid = 24 * zoom;
@@ -428,16 +514,23 @@ export function fitView() {
     r = Math.max(r, n.box.r);
     b = Math.max(b, n.box.b);
   }
-  if (!Number.isFinite(l)) {
-    setViewport({ x: 0, y: 0, zoom: 1 });
-  } else {
-    const rect = dom.viewport.getBoundingClientRect();
-    const margin = 40;
-    const zoom = Math.min((rect.width - 2 * margin) / (r - l), (rect.height - 2 * margin) / (b - t), 1.5);
-    const z = Math.min(Math.max(zoom, ZOOM_MIN), ZOOM_MAX);
-    setViewport({ x: (rect.width - (r - l) * z) / 2 - l * z, y: (rect.height - (b - t) * z) / 2 - t * z, zoom: z });
-  }
+  if (!Number.isFinite(l)) setViewport({ x: 0, y: 0, zoom: 1 });
+  else frameBox({ l, t, r, b }, 1.5);
   saveViewportSoon();
+}
+
+/**
+ * Moves the view so the world box `{l, t, r, b}` fills it (with a margin), zooming in no
+ * further than `maxZoom`. Does not save the view.
+ */
+export function frameBox(box, maxZoom = 1.5) {
+  const rect = dom.viewport.getBoundingClientRect();
+  const margin = 40;
+  const w = Math.max(box.r - box.l, 1);
+  const h = Math.max(box.b - box.t, 1);
+  const zoom = Math.min((rect.width - 2 * margin) / w, (rect.height - 2 * margin) / h, maxZoom);
+  const z = Math.min(Math.max(zoom, ZOOM_MIN), ZOOM_MAX);
+  setViewport({ x: (rect.width - w * z) / 2 - box.l * z, y: (rect.height - h * z) / 2 - box.t * z, zoom: z });
 }
 
 // Centre of the visible area, in world coordinates.

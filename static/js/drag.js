@@ -3,7 +3,7 @@
 
 import { api, workspacePath } from './api.js';
 import {
-  fit, fitUp, nodes, overrides, frozenBoxes, positionOf, placementFor, applyViewport,
+  fit, fitUp, nodes, overrides, frozenBoxes, positionOf, applyViewport,
   saveViewportSoon, show, CARD_W, CARD_H,
 } from './canvas.js';
 import * as m from './model.js';
@@ -188,14 +188,12 @@ async function finishDrag(d, targetId) {
   const body = { x: pos.x, y: pos.y };
   if (targetId !== m.parentOf(model, id)) {
     body.parent_id = targetId;
-    // Dropped onto its new parent's head: take the next free slot under it instead of hiding
-    // the parent's name.
+    // Dropped onto its new parent's head: send no position, and the server places it inside
+    // the parent's area beside its siblings (its WORKSPACE_LAYOUT_CHANGED events bring the
+    // place, and those of any neighbour that made room) instead of hiding the parent's name.
     if (targetId && overlapsHead(pos, targetId)) {
-      const slot = placementFor(targetId);
-      body.x = slot.x;
-      body.y = slot.y;
-      overrides.set(id, slot);
-      fit(id);
+      delete body.x;
+      delete body.y;
     }
   }
   const held = heldCopy(id);
@@ -231,7 +229,7 @@ async function saveMove(id, body, version) {
   try {
     const res = await api('PATCH', workspacePath(id), body, { headers });
     if (model.workspaces.has(id)) {
-      m.setLayout(model, id, body.x, body.y);
+      if ('x' in body) m.setLayout(model, id, body.x, body.y);
       if ('parent_id' in body) show(m.setParent(model, id, body.parent_id));
       m.noteVersion(model, id, res && res.version);
     }
@@ -251,10 +249,18 @@ async function retryMove(id, body, version) {
   if (ui.selected === id) renderPanelDetails();
 }
 
-async function toggleCollapsed(id) {
+function toggleCollapsed(id) {
   const ws = model.workspaces.get(id);
-  if (!ws) return;
-  const next = !ws.collapsed;
+  if (ws) setCollapsed(id, !ws.collapsed);
+}
+
+/**
+ * Collapses or expands `id` on the page at once and saves it (PATCH `collapsed`, which every
+ * other page sees); a refusal puts it back and says why.
+ */
+export async function setCollapsed(id, next) {
+  const ws = model.workspaces.get(id);
+  if (!ws || ws.collapsed === next) return;
   show(m.setLayout(model, id, undefined, undefined, next));
   try {
     await api('PATCH', workspacePath(id), { collapsed: next });

@@ -2,7 +2,7 @@
 // activity, structure events (the chat lives in chat.js); and the "New workspace" form.
 
 import { api, workspacePath } from './api.js';
-import { addWorkspaceNow, markSelected, positionOf, placementFor, removeSubtree, show } from './canvas.js';
+import { addWorkspaceNow, markSelected, positionOf, rootPlacement, removeSubtree, show } from './canvas.js';
 import { openChat, showReachability } from './chat.js';
 import { heldCopy, ifMatch, showConflict } from './conflict.js';
 import * as m from './model.js';
@@ -300,19 +300,33 @@ export function toggleNewForm(open = dom.newForm.hidden) {
   }
 }
 
+let selectWhenAdded = null; // a child this page created, not yet shown
+
+/** A workspace appeared on the canvas: open its panel if this page just created it. */
+export function onWorkspaceAdded(id) {
+  if (id && id === selectWhenAdded) {
+    selectWhenAdded = null;
+    selectWorkspace(id);
+  }
+}
+
 async function onCreate(event) {
   event.preventDefault();
   const name = dom.newName.value.trim();
   const role = dom.newRole.value.trim();
   if (!name) return;
   const parentId = ui.selected && dom.newAsChild.checked ? ui.selected : null;
-  const canvas = placementFor(parentId);
-  const body = { name, canvas };
+  // A child goes without a position: the server places it inside its parent's area, beside
+  // its siblings, and its WORKSPACE_PROVISIONING event brings it here. A root goes in the
+  // middle of the view.
+  const canvas = parentId ? null : rootPlacement();
+  const body = { name };
+  if (canvas) body.canvas = canvas;
   if (role) body.role = role;
   if (parentId) body.parent_id = parentId;
   try {
     const res = await api('POST', '/workspaces', body);
-    if (res && res.id) {
+    if (res && res.id && canvas) {
       // Show it now; the WORKSPACE_PROVISIONING event will find it already here.
       addWorkspaceNow({
         id: res.id, name, role, status: res.status || 'provisioning',
@@ -322,7 +336,11 @@ async function onCreate(event) {
     dom.newForm.reset();
     dom.newAsChild.checked = true;
     toggleNewForm(false);
-    if (res && res.id) selectWorkspace(res.id);
+    if (res && res.id) {
+      // Its event may come before or after this answer: select it when it is here.
+      if (model.workspaces.has(res.id)) selectWorkspace(res.id);
+      else selectWhenAdded = res.id;
+    }
   } catch (err) {
     reportError(err, 'Create failed');
   }

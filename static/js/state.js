@@ -29,6 +29,8 @@ export const dom = {
   count: byId('count'),
   zoomLevel: byId('zoom-level'),
   toasts: byId('toasts'),
+  search: byId('search'),
+  searchStatus: byId('search-status'),
   presence: byId('presence'),
   conflict: byId('conflict'),
   conflictTitle: byId('conflict-title'),

@@ -4,6 +4,7 @@
 
 import { api, askToSignIn } from './api.js';
 import { applySnapshot } from './canvas.js';
+import * as perf from './perf.js';
 import * as resume from './resume.js';
 import { cursor, ui, dom } from './state.js';
 import { reportError } from './toast.js';
@@ -64,7 +65,7 @@ export async function loadSnapshot() {
       sync.buffering = false;
       const queued = sync.queue;
       sync.queue = [];
-      for (const frame of queued) applyFrame(frame);
+      for (const [frame, arrivedAt] of queued) deliver(frame, arrivedAt);
     }
   }
 }
@@ -223,8 +224,15 @@ export function resync(reason) {
   }
 }
 
+// Applies one sequenced frame and tells perf.js (which times it to the screen when recording).
+function deliver(frame, arrivedAt) {
+  applyFrame(frame);
+  perf.eventApplied(arrivedAt, frame.event);
+}
+
 function onFrame(sock, data) {
   if (rt.ws !== sock) return;
+  const arrivedAt = perf.recording() ? performance.now() : 0;
   let frame;
   try {
     frame = JSON.parse(data);
@@ -256,6 +264,6 @@ function onFrame(sock, data) {
     return;
   }
   if (verdict === 'skip') return;
-  if (sync.buffering) sync.queue.push(frame);
-  else applyFrame(frame);
+  if (sync.buffering) sync.queue.push([frame, arrivedAt]);
+  else deliver(frame, arrivedAt);
 }

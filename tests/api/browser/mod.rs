@@ -22,6 +22,7 @@ mod chat_and_approvals;
 mod collab;
 mod page_files;
 mod people;
+mod scale;
 
 /// What a step may wait for a page to show before the test fails.
 const PAGE_WAIT: Duration = Duration::from_secs(10);
@@ -31,7 +32,7 @@ const WINDOW: (u32, u32) = (1280, 800);
 
 /// One browser test at a time: each runs two Chromium instances, and the machines that run
 /// this suite have few cores.
-static BROWSER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+pub(crate) static BROWSER_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ------------------------------------------------------------------ chromedriver
 
