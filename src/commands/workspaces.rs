@@ -248,6 +248,18 @@ pub fn patch(
         }
     }
 
+    // Expanded where it is: its children's areas come back, and neighbours in the way make
+    // room (their WORKSPACE_LAYOUT_CHANGED in this commit), as for placement.
+    if patch.collapsed == Some(false)
+        && patch.position.is_none()
+        && !placed
+        && ws::find_layout(tx.conn(), id)?.is_some_and(|l| l.collapsed)
+    {
+        let mut canvas = layout::load_canvas(tx)?;
+        canvas.expand(id);
+        layout::write_moves(tx, &canvas)?;
+    }
+
     if patch.position.is_some() || (patch.collapsed.is_some() && !placed) {
         let current = ws::find_layout(tx.conn(), id)?.unwrap_or(LayoutRow {
             x: 0.0,
@@ -266,13 +278,6 @@ pub fn patch(
             id,
             layout::layout_changed_payload(layout),
         ))?;
-        // Hidden children take no room; expanding shows them where they are, and neighbours
-        // in the way of the grown area make room as for a placement, in this transaction.
-        if current.collapsed && !layout.collapsed {
-            let mut canvas = layout::load_canvas(tx)?;
-            canvas.make_room_after_expanding(id);
-            layout::write_moves(tx, &canvas)?;
-        }
     }
     Ok(ws::version(tx.conn(), id)?.unwrap_or(row.version))
 }

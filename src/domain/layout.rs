@@ -240,20 +240,19 @@ impl Canvas {
         }
     }
 
-    /// `id` was just expanded (it is expanded here): its area grew from its bare head to
-    /// enclose its children where they are, and neighbours in the way make room as for a
-    /// placement ([`Canvas::moved`] lists them). Nothing happens for a node without children.
-    pub fn make_room_after_expanding(&mut self, id: Uuid) {
-        let Some(n) = self.nodes.get(&id).copied() else {
+    /// Shows the children of a collapsed `id`: its area grows back around them, and
+    /// neighbours in the way make room (as for placement). Positions of `id` and its
+    /// descendants stay as saved.
+    pub fn expand(&mut self, id: Uuid) {
+        let Some(node) = self.nodes.get(&id).copied() else {
             return;
         };
-        self.set_collapsed(id, true);
-        let before = self.ancestor_areas(n.parent);
-        let bare = self.area(id);
-        self.set_collapsed(id, n.collapsed);
-        if self.area(id) != bare {
-            self.make_room(id, &before);
+        if !node.collapsed {
+            return;
         }
+        let before = self.ancestor_areas(node.parent);
+        self.set_collapsed(id, false);
+        self.make_room(id, &before);
     }
 
     /// Adds `id` at a position a person chose: stored as given, nobody makes room.
@@ -961,6 +960,32 @@ mod tests {
     }
 
     #[test]
+    fn expanding_a_collapsed_node_makes_room_for_its_children() {
+        let mut c = Canvas::new([]);
+        let a = Uuid::new_v4();
+        c.place_new(a, None);
+        for _ in 0..3 {
+            c.place_new(Uuid::new_v4(), Some(a));
+        }
+        c.set_collapsed(a, true);
+        // Placed beside the collapsed card, so inside the area it has when expanded.
+        let b = Uuid::new_v4();
+        c.place_new(b, None);
+        let loaded: Vec<(Uuid, Node)> = c.nodes.iter().map(|(id, n)| (*id, *n)).collect();
+        let mut c = Canvas::new(loaded);
+        c.set_collapsed(a, false);
+        assert!(
+            !violations(&c).is_empty(),
+            "expanded in place, it overlaps b"
+        );
+        c.set_collapsed(a, true);
+        c.expand(a);
+        assert!(violations(&c).is_empty(), "{:?}", violations(&c));
+        assert_eq!(c.moved().len(), 1, "only b moved");
+        assert_eq!(c.moved()[0].0, b);
+    }
+
+    #[test]
     fn a_collapsed_node_is_a_bare_card_and_takes_its_descendants_along() {
         let tree = org();
         let mut c = Canvas::new([]);
@@ -1096,7 +1121,8 @@ mod tests {
             !violations(&c).is_empty(),
             "the repro overlaps before making room"
         );
-        c.make_room_after_expanding(r);
+        c.set_collapsed(r, true);
+        c.expand(r);
         assert!(violations(&c).is_empty(), "{:?}", violations(&c));
         assert!(!c.area(r).overlaps(&c.area(r2)));
     }

@@ -862,7 +862,7 @@ async fn expanding_a_collapsed_workspace_makes_room_in_the_same_commit() {
     assert!(board.violations().is_empty(), "{:?}", board.violations());
     assert!(!board.head(&c2).overlaps(&board.head(&k)));
     assert!(!board.area(&r).overlaps(&board.area(&r2)));
-    // R's own change, then R2 and K moving aside: one commit, contiguous seqs.
+    // R2 and K moving aside, then R's own change: one commit, contiguous seqs.
     let after = app.live_events().await;
     let new: Vec<_> = after[events..].to_vec();
     let kinds: Vec<(&str, Option<&str>)> = new
@@ -872,9 +872,9 @@ async fn expanding_a_collapsed_workspace_makes_room_in_the_same_commit() {
     assert_eq!(
         kinds,
         vec![
-            ("WORKSPACE_LAYOUT_CHANGED", Some(r.as_str())),
             ("WORKSPACE_LAYOUT_CHANGED", Some(r2.as_str())),
             ("WORKSPACE_LAYOUT_CHANGED", Some(k.as_str())),
+            ("WORKSPACE_LAYOUT_CHANGED", Some(r.as_str())),
         ]
     );
     assert!(new.windows(2).all(|w| w[1].0 == w[0].0 + 1), "{new:?}");
@@ -933,4 +933,62 @@ async fn canvas_coordinates_are_bounded_where_they_enter() {
         .patch(&format!("/workspaces/{id}"), json!({ "x": 1e7, "y": -1e7 }))
         .await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn expanding_a_collapsed_workspace_makes_room_for_its_children_in_the_same_commit() {
+    let (app, _db) = spawn_app().await;
+    let a = create(&app, "A", None).await;
+    for k in 0..3 {
+        create(&app, &format!("a{k}"), Some(&a)).await;
+    }
+    let (status, _) = app
+        .patch(&format!("/workspaces/{a}"), json!({ "collapsed": true }))
+        .await;
+    assert_eq!(status, 200);
+    // Placed beside the collapsed card: inside the area A has when expanded.
+    let b = create(&app, "B", None).await;
+    let before = Board::load(&app).await;
+    let mut expanded_in_place = before.clone();
+    expanded_in_place.cards.get_mut(&a).unwrap().collapsed = false;
+    assert!(
+        !expanded_in_place.violations().is_empty(),
+        "without room made, A's children would cover B"
+    );
+    let mut watcher = Watcher::connect(&app).await.with_board(&before);
+
+    let (status, _) = app
+        .patch(&format!("/workspaces/{a}"), json!({ "collapsed": false }))
+        .await;
+    assert_eq!(status, 200);
+    let after = Board::load(&app).await;
+    assert!(after.violations().is_empty(), "{:?}", after.violations());
+    for id in &after.order {
+        if *id != b {
+            assert_eq!(
+                (after.cards[id].x, after.cards[id].y),
+                (before.cards[id].x, before.cards[id].y),
+                "only B moves"
+            );
+        }
+    }
+    watcher.catch_up(&app).await;
+    let announced: Vec<(&str, &str)> = watcher
+        .seen
+        .iter()
+        .map(|f| {
+            (
+                f["event"].as_str().unwrap(),
+                f["workspace_id"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        announced,
+        vec![
+            ("WORKSPACE_LAYOUT_CHANGED", b.as_str()),
+            ("WORKSPACE_LAYOUT_CHANGED", a.as_str()),
+        ]
+    );
+    assert_eq!(watcher.positions(), after.positions());
 }
