@@ -7,7 +7,7 @@
 #   bench/run.sh embedded      [clients] [rate] [duration] [canopy-bench options…]
 #   bench/run.sh cluster       [clients] [rate] [duration] [canopy-bench options…]
 #   bench/run.sh failover      [clients] [rate] [duration] [canopy-bench options…]
-#   bench/run.sh idle-embedded [clients]    # server RSS per idle socket
+#   bench/run.sh idle-embedded [clients]    # server RSS per idle socket, and 30 s after close
 #   bench/run.sh idle-cluster  [clients]
 #
 # embedded: one instance on SQLite in a temp dir. cluster: two instances on a fresh PostgreSQL
@@ -48,15 +48,16 @@ case "$scenario" in
   *) usage ;;
 esac
 is_number() { [[ ${1:-} =~ ^[0-9]+([.][0-9]+)?$ ]]; }
-clients=1000 rate=200 duration=10
+clients=1000 rate=200 duration=10 extra_idle=()
 if is_number "${1:-}"; then clients=$1; shift; fi
 if [[ $scenario == idle-* ]]; then
-  rate=0 duration=5
+  # 30 s after the sockets close the RSS is read again: is their memory given back?
+  rate=0 duration=5 extra_idle=(--after-close "${BENCH_AFTER_CLOSE:-30}")
 else
   if is_number "${1:-}"; then rate=$1; shift; fi
   if is_number "${1:-}"; then duration=$1; shift; fi
 fi
-extra=("$@")
+extra=("${extra_idle[@]}" "$@")
 
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 profile=${BENCH_PROFILE:-release}

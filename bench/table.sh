@@ -47,6 +47,9 @@ table=$(jq -rs '
           "heartbeats \($r.committed_per_s | num)/s committed, p50 / p99 \(pair($r.heartbeat_latency_ms.p50; $r.heartbeat_latency_ms.p99))"
         else empty end),
         (if (.scenario | startswith("idle-")) and $r.rss_kib_per_socket then "\($r.rss_kib_per_socket) KiB RSS per socket" else empty end),
+        (if (.scenario | startswith("idle-")) and $r.rss_after_close_ratio then
+          "\($r.after_close_s) s after close RSS \($r.rss_after_close_ratio * 100 | round) % of before the sockets"
+        else empty end),
         (if ($r.errors // 0) > 0 then "\($r.errors) failed requests" else empty end),
         (if $r.ok == false then "**stream not intact**" else empty end) ]
     | if length == 0 then "" else join("; ") end;
@@ -59,7 +62,7 @@ table=$(jq -rs '
     + map(.result as $r
       | "| \(title) | \(.commit)\(if .dirty then "+" else "" end)\(if .imported then "¹" else "" end), \(.date // "–" | tostring | .[0:10]) | \($r.deliveries_per_s | num) | \($r.latency_ms.p50 | ms) | \($r.latency_ms.p90 | ms) | \($r.latency_ms.p99 | ms) | \($r.latency_ms.max | ms) | \(pair($r.patch_latency_ms.p50; $r.patch_latency_ms.p99)) | \($r.lost | num) / \($r.duplicated | num) / \($r.out_of_order | num) | \(if $r.machine_cpu_pct then "\($r.machine_cpu_pct | round) %" else "–" end) | \(other) |")
     + ["",
-       "¹ imported: copied from an earlier README table or issue, not a recorded run (see the line'"'"'s `imported` field). `+`: run on a tree with uncommitted changes. Latency = request sent → frame received, over every socket. Drag previews: drag frame sent → DRAG_PREVIEW received, over every canvas but the draggers."]
+       "¹ imported: copied from an earlier README table or issue, not a recorded run (see the line'"'"'s `imported` field). `+`: run on a tree with uncommitted changes. Latency = request sent → frame received, over every socket. Drag previews: drag frame sent → its preview received (an entry of a DRAG_PREVIEWS frame; in runs from before DRAG_PREVIEWS, a DRAG_PREVIEW frame), over every canvas but the draggers."]
   | .[]
 ' "$results")
 

@@ -17,8 +17,7 @@ use crate::events::{Backplane, Relay};
 use crate::liveness::{Liveness, MemoryLiveness, RedisLiveness};
 use crate::realtime::hub::CloseReason;
 use crate::realtime::Hub;
-use crate::store::group_commit::GroupCommitter;
-use crate::store::write_batch::WriteBatcher;
+use crate::store::batcher::Batcher;
 use crate::store::{events as stream, workspaces, LiveEvent, Store, StoreError, Tx};
 use crate::{http, jobs, telemetry};
 
@@ -70,9 +69,8 @@ pub struct AppState {
     pub epoch: String,
     pub metrics: PrometheusHandle,
     pub liveness: Liveness,
-    pub committer: GroupCommitter,
-    /// Batches small writes that append no events (quiet heartbeats).
-    pub batcher: WriteBatcher,
+    /// Batches the instance's writes: commands (group commit) and quiet heartbeats.
+    pub batcher: Batcher,
     /// Agent tokens already checked, for the heartbeat fast path only.
     pub heartbeat_tokens: crate::http::auth::HeartbeatTokens,
     /// The secrets keyring, or none (secret writes answer 503).
@@ -103,7 +101,7 @@ impl AppState {
         T: Send + 'static,
         F: FnOnce(&mut Tx<'_>) -> AppResult<T> + Send + 'static,
     {
-        let (value, _events) = self.committer.execute(command).await?;
+        let (value, _events) = self.batcher.execute(command).await?;
         Ok(value)
     }
 
@@ -207,16 +205,25 @@ impl Application {
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let (published, to_publish) = mpsc::unbounded_channel();
-        let committer = GroupCommitter::start(store.clone(), published);
+        let batcher = Batcher::start(store.clone(), published);
         tokio::spawn(publish_batches(backplane.clone(), to_publish));
         tokio::spawn(crate::realtime::volatile::run(
             Arc::clone(&hub),
             backplane.clone(),
             shutdown_rx.clone(),
         ));
+        tokio::spawn(crate::realtime::volatile::deliver(
+            Arc::clone(&hub),
+            config.drag_preview_tick,
+            shutdown_rx.clone(),
+        ));
         tokio::spawn(
             Relay::new(store.clone(), Arc::clone(&hub)).run(signals_rx, shutdown_rx.clone()),
         );
+        tokio::spawn(crate::realtime::trim::run(
+            Arc::clone(&hub),
+            shutdown_rx.clone(),
+        ));
 
         let presence = crate::realtime::presence::Presence::start(
             Arc::clone(&hub),
@@ -233,8 +240,7 @@ impl Application {
             epoch: head.epoch,
             metrics: telemetry::prometheus_handle(),
             liveness,
-            committer,
-            batcher: WriteBatcher::start(store.clone()),
+            batcher,
             heartbeat_tokens: Default::default(),
             secrets,
             boundary: crate::http::boundary::Boundary::from_config(&config),

@@ -2,6 +2,8 @@
 //! (`Vars`), this module assembles [`Config`]. An invalid value stops start-up with a one-line
 //! message naming the variable.
 
+#![warn(missing_docs)]
+
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -11,32 +13,52 @@ use ipnet::IpNet;
 use crate::secrets::{self, CryptoError, KeyText};
 use crate::store::DatabaseUrl;
 
+/// How log lines are written (`LOG_FORMAT`); the level follows `RUST_LOG` either way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LogFormat {
+    /// Human-readable lines (`text`, the default).
     Text,
+    /// One JSON object per line (`json`), for log collectors.
     Json,
 }
 
+/// Everything the server reads from its environment, parsed and checked: built once at
+/// start-up by [`Config::from_env`] (or [`Config::from_lookup`] in tests) and shared read-only.
+/// Each field names its variable in the README's configuration table.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Which database to open (`DATABASE_URL`, default `sqlite://canopy.db`): SQLite by path or
+    /// PostgreSQL, chosen by the URL's scheme.
     pub database_url: DatabaseUrl,
+    /// Connections in this instance's pool (`DATABASE_POOL_SIZE`, default 10, at least 1).
     pub database_pool_size: u32,
     /// How long a statement waits for a database lock before the request answers 503.
     pub database_busy_timeout: Duration,
+    /// `redis://` or `rediss://` URL (`REDIS_URL`); set means cluster mode (Redis backplane
+    /// and liveness), unset means embedded mode (see [`Config::mode`]).
     pub redis_url: Option<String>,
     /// Prepended to every Redis key and channel, so several deployments (or test runs) can
     /// share one Redis.
     pub redis_key_prefix: String,
+    /// Listen address (`HOST`, default `127.0.0.1`); a non-loopback one needs an admin token
+    /// or `allow_insecure`.
     pub host: IpAddr,
+    /// Listen port (`PORT`, default 8080; `0` picks a free one).
     pub port: u16,
+    /// HTTP worker threads (`WORKERS`, default the number of cores, at least 1).
     pub workers: usize,
     /// Frames a WebSocket may have queued before it is closed as a slow consumer.
     pub ws_queue_capacity: usize,
     /// A new connection must send its first request head within this long, or it is answered
     /// 408 (JSON) and closed (`HTTP_HEAD_TIMEOUT_MS`, default 5 s: actix's default).
     pub http_head_timeout: Duration,
+    /// The bearer token with full access (`ADMIN_TOKEN`); unset serves the API open, which
+    /// start-up allows only on a loopback `host` unless `allow_insecure`.
     pub admin_token: Option<AdminToken>,
+    /// Serve without an admin token on a non-loopback address (`CANOPY_ALLOW_INSECURE=1`).
     pub allow_insecure: bool,
+    /// Browser origins allowed besides the server's own (`CORS_ORIGINS`, comma-separated),
+    /// without a trailing `/`; they may also write through the API.
     pub cors_origins: Vec<String>,
     /// `Host` names served besides the loopback ones (DNS-rebinding defence; see
     /// `http::boundary`). Lower-case, without port; `.example.com` also matches subdomains,
@@ -44,14 +66,29 @@ pub struct Config {
     pub allowed_hosts: Vec<String>,
     /// Master key for secrets (redacted in `Debug`); checked at start-up.
     pub secrets_encryption_key: Option<KeyText>,
+    /// The old master key during a rotation (`SECRETS_ENCRYPTION_KEY_PREVIOUS`), still
+    /// accepted for reading; needs `secrets_encryption_key` as well.
     pub secrets_encryption_key_previous: Option<KeyText>,
+    /// An agent silent this long goes offline (`LIVENESS_TTL_SECONDS`, default 60).
     pub liveness_ttl: Duration,
+    /// How often the database sweep looks for silent agents and stuck provisioning
+    /// (`LIVENESS_SWEEP_INTERVAL_SECONDS`, default 15).
     pub liveness_sweep_interval: Duration,
+    /// A workspace that never registers within this of its creation fails
+    /// (`PROVISION_TIMEOUT_SECONDS`, default 600).
     pub provision_timeout: Duration,
+    /// Activity rows older than this are deleted (`ACTIVITY_RETENTION_DAYS`, default 7 days).
     pub activity_retention: Duration,
+    /// How often the retention job runs, first at start-up
+    /// (`ACTIVITY_CLEANUP_INTERVAL_HOURS`, default 6 hours).
     pub activity_cleanup_interval: Duration,
+    /// How long the replayable event stream is kept (`LIVE_EVENTS_RETENTION_SECONDS`, default
+    /// 900); the newest [`crate::jobs::retention::LIVE_EVENTS_KEEP_NEWEST`] are kept regardless.
     pub live_events_retention: Duration,
+    /// This instance's name in logs, `/health` and leases (`INSTANCE_ID`, default `canopy-`
+    /// and 8 random hex digits).
     pub instance_id: String,
+    /// How log lines are written (`LOG_FORMAT`, default `text`).
     pub log_format: LogFormat,
     /// A pending approval request nobody decided within this is denied as `expired`
     /// (`APPROVAL_TIMEOUT_SECONDS`, default 600).
@@ -74,6 +111,10 @@ pub struct Config {
     /// A person's presence lasts this long without a refresh (`PRESENCE_TTL_SECONDS`, default
     /// 30): an instance killed without a goodbye drops its people within it.
     pub presence_ttl: Duration,
+    /// The shortest time between two DRAG_PREVIEWS frames to one socket
+    /// (`DRAG_PREVIEW_TICK_MS`, default 33, at most 1000): each socket gets every preview of a
+    /// tick in one frame (see `realtime::volatile`).
+    pub drag_preview_tick: Duration,
 }
 
 /// The A2A proxy's outbound rules.
@@ -98,7 +139,9 @@ pub struct A2aConfig {
 /// requests per second (one every `1/per_second` s).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
+    /// Refill rate, requests per second (`VAR`).
     pub per_second: NonZeroU32,
+    /// Bucket size, requests at once (`VAR_BURST`, default twice `per_second`).
     pub burst: NonZeroU32,
 }
 
@@ -152,6 +195,7 @@ impl RateLimits {
 pub struct AdminToken(String);
 
 impl AdminToken {
+    /// The token itself, for comparing with a request's bearer token; never log it.
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -169,10 +213,14 @@ impl std::fmt::Debug for AdminToken {
     }
 }
 
+/// Why the configuration cannot be used; displayed as `invalid VAR: reason`, the one line
+/// start-up prints before exiting.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid {var}: {reason}")]
 pub struct ConfigError {
+    /// The environment variable at fault (`configuration` when clap names none).
     pub var: &'static str,
+    /// What is wrong with its value; never contains a secret's value.
     pub reason: String,
 }
 
@@ -283,6 +331,8 @@ struct Vars {
     session_cookie_secure: bool,
     #[arg(long, env = "PRESENCE_TTL_SECONDS", default_value_t = 30, value_parser = positive)]
     presence_ttl_seconds: u64,
+    #[arg(long, env = "DRAG_PREVIEW_TICK_MS", default_value_t = crate::realtime::volatile::DEFAULT_PREVIEW_TICK.as_millis() as u64, value_parser = preview_tick)]
+    drag_preview_tick_ms: u64,
 }
 
 /// The parsed `TRUSTED_PROXIES` list (a newtype, so clap takes it as one value).
@@ -297,6 +347,15 @@ fn whole_number(raw: &str) -> Result<u64, String> {
 fn positive(raw: &str) -> Result<u64, String> {
     match whole_number(raw)? {
         0 => Err("must be greater than 0".into()),
+        n => Ok(n),
+    }
+}
+
+/// Milliseconds between preview frames: 1 to 1000 (past a second a preview no longer shows a
+/// drag as it happens).
+fn preview_tick(raw: &str) -> Result<u64, String> {
+    match positive(raw)? {
+        n if n > 1000 => Err("must be at most 1000".into()),
         n => Ok(n),
     }
 }
@@ -408,6 +467,9 @@ fn config_error(error: clap::Error) -> ConfigError {
 }
 
 impl Config {
+    /// Reads the process environment. Errors: a [`ConfigError`] naming the first variable
+    /// whose value does not parse, a non-loopback `HOST` without `ADMIN_TOKEN` (unless
+    /// `CANOPY_ALLOW_INSECURE=1`), or a master key that is not base64 of 32 bytes.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|name| std::env::var(name).ok())
     }
@@ -501,6 +563,7 @@ impl Config {
             session_ttl: Duration::from_secs(vars.session_ttl_seconds),
             session_cookie_secure: vars.session_cookie_secure,
             presence_ttl: Duration::from_secs(vars.presence_ttl_seconds),
+            drag_preview_tick: Duration::from_millis(vars.drag_preview_tick_ms),
         };
         config.check_exposure()?;
         config.check_secrets_keys()?;
@@ -540,6 +603,8 @@ impl Config {
             })
     }
 
+    /// `"cluster"` when Redis is configured (instances share the backplane and liveness),
+    /// `"embedded"` otherwise; shown in the start-up log.
     pub fn mode(&self) -> &'static str {
         if self.redis_url.is_some() {
             "cluster"

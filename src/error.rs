@@ -2,6 +2,8 @@
 //! `{"error": …}`. Anything unexpected is logged once, with its cause, and answered with a
 //! bland 500: internals never reach the body.
 
+#![warn(missing_docs)]
+
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
@@ -9,18 +11,27 @@ use serde_json::json;
 use crate::domain::validation::FieldError;
 use crate::store::StoreError;
 
+/// A failed request: each variant fixes the HTTP status, and the body is `{"error": <Display>}`
+/// unless the variant says otherwise. Handlers and commands return it through [`AppResult`].
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
+    /// 400: malformed or invalid input; the message names the field and the rule it broke.
     #[error("{0}")]
     BadRequest(String),
+    /// 401: no credentials, or a token/cookie that matches nothing.
     #[error("{0}")]
     Unauthorized(String),
+    /// 403: the caller is known but may not do this (e.g. a workspace token acting on another
+    /// workspace).
     #[error("{0}")]
     Forbidden(String),
+    /// 404: the named resource does not exist; the message says which kind.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the request conflicts with the current state; the message says how.
     #[error("{0}")]
     Conflict(String),
+    /// 413: the body exceeds the route's size limit.
     #[error("request body too large")]
     PayloadTooLarge,
     /// A body that is not `application/json` (RFC 9110 §15.5.16).
@@ -40,29 +51,41 @@ pub enum AppError {
     /// A status with a body of its own, for the HTTP layer (the A2A proxy's upstream errors).
     #[error("{status}")]
     WithBody {
+        /// The status to answer with.
         status: StatusCode,
+        /// The JSON body, sent as is.
         body: serde_json::Value,
     },
+    /// 301 to the workspace that replaced a removed one; the value is its path
+    /// (`/workspaces/{id}`), sent as `Location` and as `forwarded_to` in the body.
     #[error("moved to {0}")]
     MovedPermanently(String),
     /// 412 (RFC 9110 §15.5.13): an `If-Match` that names no current version. The body carries
     /// the workspace as it is now, and `ETag` its version, so the client can show what changed.
     #[error("precondition failed: the workspace is at version {version}")]
     PreconditionFailed {
+        /// The workspace's current version (sent as the `ETag` and as `version`).
         version: i64,
+        /// The workspace as it is now, in its API shape (sent as `workspace`).
         current: serde_json::Value,
     },
+    /// 503 with `Retry-After: 1` ([`RETRY_AFTER_SECONDS`]): the database is busy or down; the
+    /// request may succeed if retried. Logged once as a warning.
     #[error("{0}")]
     Unavailable(String),
+    /// 500: anything unexpected. The cause chain is logged once; the body says only
+    /// "internal server error".
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
 
 impl AppError {
+    /// 404 `{"error": "workspace not found"}`: the one wording every workspace route uses.
     pub fn workspace_not_found() -> Self {
         AppError::NotFound("workspace not found".into())
     }
 
+    /// 400 `{"error": "invalid workspace ID"}`: a path or body id that is not a UUID.
     pub fn invalid_workspace_id() -> Self {
         AppError::BadRequest("invalid workspace ID".into())
     }
@@ -155,4 +178,5 @@ impl ResponseError for AppError {
     }
 }
 
+/// The result of a handler or command: `T`, or an [`AppError`] that becomes the response.
 pub type AppResult<T> = Result<T, AppError>;

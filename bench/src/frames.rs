@@ -2,8 +2,11 @@
 //!
 //! A socket task only needs a frame's `seq` and, for the generator's own drags and activity
 //! posts, the counter it encoded. The envelope is serialized with `seq` as its last key
-//! (`…,"payload":{…},"seq":N}`), so a scan from the end finds it without parsing the payload;
-//! anything that does not have that exact shape falls back to serde_json. On this machine the
+//! (`…,"payload":{…},"actor":{…},"seq":N}`), so a scan from the end finds it without parsing
+//! the payload; anything that does not have that exact shape falls back to serde_json. (A
+//! server from before `seq` moved behind `actor` gets the full parse for every event with an
+//! actor.) DRAG_PREVIEWS frames are recognised by their first bytes and their entries' `x`/`y`
+//! read by a scan as well. On this machine the
 //! scan costs well under a microsecond per frame, several times less than a full
 //! `serde_json::Value` parse (see `scan_is_cheaper_than_parsing`).
 
@@ -16,6 +19,10 @@ pub const ACTIVITY_SUMMARY_PREFIX: &str = "bench#";
 const LAYOUT_PREFIX: &str = r#"{"event":"WORKSPACE_LAYOUT_CHANGED","#;
 const ACTIVITY_PREFIX: &str = r#"{"event":"ACTIVITY_LOGGED","#;
 const RESYNC_PREFIX: &str = r#"{"event":"RESYNC_REQUIRED","#;
+/// One frame per server tick with every drag preview of the tick (the current server).
+const PREVIEWS_PREFIX: &str = r#"{"event":"DRAG_PREVIEWS","#;
+/// One frame per preview (servers before DRAG_PREVIEWS), still read so one generator can
+/// measure both.
 const PREVIEW_PREFIX: &str = r#"{"event":"DRAG_PREVIEW","#;
 const DRAG_ENDED_PREFIX: &str = r#"{"event":"DRAG_ENDED","#;
 const ERROR_PREFIX: &str = r#"{"type":"error","#;
@@ -27,8 +34,11 @@ pub enum Frame {
     Stream { seq: i64, counter: Option<u64> },
     /// The server could not give this socket a contiguous stream.
     Resync,
-    /// A DRAG_PREVIEW (volatile, no seq); `counter` is set for the generator's own drag frames.
+    /// A DRAG_PREVIEW of an older server (volatile, no seq); `counter` is set for the
+    /// generator's own drag frames.
     Preview { counter: Option<u64> },
+    /// A DRAG_PREVIEWS frame (one tick's previews): read its counters with [`preview_counters`].
+    Previews,
     /// Anything else without a seq (CONNECTED, pong, error frames).
     Other,
 }
@@ -40,7 +50,8 @@ pub fn classify(text: &str) -> Frame {
             counter: counter(text),
         },
         None if text.starts_with(RESYNC_PREFIX) => Frame::Resync,
-        // Previews come at hundreds of thousands a second in a drag run: no full parse.
+        // Previews come at tens of thousands of frames a second in a drag run: no full parse.
+        None if text.starts_with(PREVIEWS_PREFIX) => Frame::Previews,
         None if text.starts_with(PREVIEW_PREFIX) => Frame::Preview {
             counter: preview_counter(text),
         },
@@ -110,6 +121,55 @@ fn preview_counter(text: &str) -> Option<u64> {
         (payload.get("y")?.as_i64()? == DRAG_MARKER_Y).then_some(())?;
         payload.get("x")?.as_u64()
     })
+}
+
+/// The counters of the generator's own drags in a DRAG_PREVIEWS frame, each entry
+/// `{…,"x":<counter>,"y":<DRAG_MARKER_Y>}` (`y` is an entry's last key; inside a JSON string a
+/// quote is escaped, so `,"x":` is always a key). Entries of another shape are not ours. If no
+/// entry has the scanned shape but the marker occurs, the server changed the shape: the full
+/// parse reads it.
+pub fn preview_counters(text: &str, mut each: impl FnMut(u64)) {
+    let key = r#","x":"#;
+    let mut rest = text;
+    let mut shaped = 0;
+    while let Some(at) = rest.find(key) {
+        rest = &rest[at + key.len()..];
+        let Some((x, after_x)) = integer_after(rest) else {
+            continue;
+        };
+        let Some(after_key) = after_x.strip_prefix(r#","y":"#) else {
+            continue;
+        };
+        let Some((y, after_y)) = integer_after(after_key) else {
+            continue;
+        };
+        if !after_y.starts_with('}') {
+            continue;
+        }
+        shaped += 1;
+        if y == DRAG_MARKER_Y {
+            if let Ok(counter) = u64::try_from(x) {
+                each(counter);
+            }
+        }
+        rest = after_y;
+    }
+    if shaped == 0 && text.contains(&format!(r#""y":{DRAG_MARKER_Y}"#)) {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(text) else {
+            return;
+        };
+        let entries = value["payload"]["previews"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        for entry in entries {
+            if entry.get("y").and_then(|y| y.as_i64()) == Some(DRAG_MARKER_Y) {
+                if let Some(counter) = entry.get("x").and_then(|x| x.as_u64()) {
+                    each(counter);
+                }
+            }
+        }
+    }
 }
 
 /// The integer at the very start of `text` (`-?[0-9]+`), and what follows it.
@@ -185,7 +245,13 @@ fn counter(text: &str) -> Option<u64> {
 fn drag_counter_backwards(text: &str) -> Option<Option<u64>> {
     let body = text.strip_suffix('}')?;
     let (_, rest) = integer_before(body)?;
-    let payload = rest.strip_suffix(r#"},"seq":"#)?;
+    let before_seq = rest.strip_suffix(r#","seq":"#)?;
+    // `…"y":Y}` or `…"y":Y},"actor":{…}`: a quote inside a string is escaped, so the actor's
+    // key cannot occur inside it.
+    let payload = match before_seq.rfind(r#"},"actor":{"#) {
+        Some(at) => &before_seq[..at],
+        None => before_seq.strip_suffix('}')?,
+    };
     let (y, rest) = integer_before(payload)?;
     let rest = rest.strip_suffix(r#","y":"#)?;
     let (x, rest) = integer_before(rest)?;
@@ -290,6 +356,23 @@ mod tests {
     }
 
     #[test]
+    fn events_with_an_actor_take_the_scan_too() {
+        let actor = r#"{"id":"admin","name":"a \"},\"actor\":{ b","type":"admin"}"#;
+        let text = format!(
+            r#"{{"event":"WORKSPACE_LAYOUT_CHANGED","workspace_id":"w","timestamp":"t","payload":{{"collapsed":false,"version":4,"x":77,"y":{DRAG_MARKER_Y}}},"actor":{actor},"seq":12}}"#
+        );
+        assert_eq!(envelope_seq(&text), Some(12));
+        assert_eq!(drag_counter_backwards(&text), Some(Some(77)));
+        assert_eq!(
+            classify(&text),
+            Frame::Stream {
+                seq: 12,
+                counter: Some(77)
+            }
+        );
+    }
+
+    #[test]
     fn foreign_drags_have_no_counter() {
         for payload in [
             json!({"x": 5, "y": 7, "collapsed": false}),
@@ -377,6 +460,45 @@ mod tests {
         assert_eq!(classify(reordered), Frame::Preview { counter: Some(9) });
         let ended = r#"{"event":"DRAG_ENDED","workspace_id":"w","timestamp":"t","payload":{"workspace_id":"w"}}"#;
         assert_eq!(classify(ended), Frame::Other);
+    }
+
+    /// As the server writes it: every entry `{"actor"?,"workspace_id","x","y"}`.
+    fn previews_frame(entries: &[(&str, &str)]) -> String {
+        let actor = r#"{"id":"admin","name":"a \",\"x\":1 b","type":"admin"}"#;
+        let entries: Vec<String> = entries
+            .iter()
+            .map(|(x, y)| format!(r#"{{"actor":{actor},"workspace_id":"w","x":{x},"y":{y}}}"#))
+            .collect();
+        format!(
+            r#"{{"event":"DRAG_PREVIEWS","workspace_id":null,"timestamp":"t","payload":{{"previews":[{}],"ended":[{{"workspace_id":"v"}}]}}}}"#,
+            entries.join(",")
+        )
+    }
+
+    fn counters_of(text: &str) -> Vec<u64> {
+        let mut all = Vec::new();
+        preview_counters(text, |c| all.push(c));
+        all
+    }
+
+    #[test]
+    fn every_own_preview_of_a_tick_carries_its_counter() {
+        let marker = DRAG_MARKER_Y.to_string();
+        let text = previews_frame(&[
+            ("12", &marker),
+            ("5", "7"),
+            ("5.5", &marker),
+            ("-5", &marker),
+            ("13", &marker),
+        ]);
+        assert_eq!(classify(&text), Frame::Previews);
+        assert_eq!(counters_of(&text), [12, 13]);
+        assert_eq!(counters_of(&previews_frame(&[])), Vec::<u64>::new());
+        // Another key order takes the full parse.
+        let reordered = format!(
+            r#"{{"event":"DRAG_PREVIEWS","payload":{{"previews":[{{"y":{marker},"x":9}}]}}}}"#
+        );
+        assert_eq!(counters_of(&reordered), [9]);
     }
 
     #[test]

@@ -18,7 +18,7 @@
 //!
 //! With `draggers` set (issue 15 item 4), the first `draggers` sockets also send drag frames at
 //! `drag_hz` from the start of the load to the end of the window, each for a workspace of its
-//! own, and every other socket times the DRAG_PREVIEW frames: the report's `previews`. They are
+//! own, and every other socket times the previews (entries of DRAG_PREVIEWS frames): the report's `previews`. They are
 //! volatile (coalesced per server tick, dropped for a socket that falls behind), so their loss
 //! is counted and never fails the run; the stream checks stay as strict as without them.
 //!
@@ -53,6 +53,8 @@ pub const MAX_WORKSPACES: usize = 10_000;
 pub const MAX_IN_FLIGHT: usize = 4096;
 pub const MAX_TAIL_WAIT: Duration = Duration::from_secs(60);
 pub const MAX_DRAGGERS: usize = 100;
+/// Longest wait after the sockets close before the last RSS reading.
+pub const MAX_AFTER_CLOSE: Duration = Duration::from_secs(120);
 /// Drag frames per second per socket at most: the server takes 60 a second from a socket and
 /// drops the rest.
 pub const MAX_DRAG_HZ: f64 = 60.0;
@@ -100,6 +102,10 @@ pub struct BenchConfig {
     pub draggers: usize,
     /// Drag frames per second per dragger.
     pub drag_hz: f64,
+    /// How long after every socket has closed the servers' RSS is read once more
+    /// (`rss_kib_after_close`): whether the memory the sockets held is given back. Zero: not
+    /// read.
+    pub after_close: Duration,
 }
 
 /// Which instance the failover scenario kills, and when.
@@ -150,6 +156,7 @@ impl BenchConfig {
             kill: None,
             draggers: 0,
             drag_hz: 30.0,
+            after_close: Duration::ZERO,
         }
     }
 
@@ -196,6 +203,12 @@ impl BenchConfig {
         }
         if self.max_in_flight == 0 || self.max_in_flight > MAX_IN_FLIGHT {
             return usage(format!("--max-in-flight must be in 1..={MAX_IN_FLIGHT}"));
+        }
+        if self.after_close > MAX_AFTER_CLOSE {
+            return usage(format!(
+                "--after-close is at most {} seconds",
+                MAX_AFTER_CLOSE.as_secs()
+            ));
         }
         if self.tail_wait > MAX_TAIL_WAIT {
             return usage(format!(
@@ -437,6 +450,19 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     )
     .await
     .map_err(|_| BenchError::Setup("socket tasks did not stop".into()))?;
+    // The sockets are closed (each task ends after its close handshake); the servers drop
+    // their side within their disconnect timeout. What RSS is left `after_close` later is
+    // what they kept.
+    let rss_after_close: Vec<Option<u64>> = if config.after_close.is_zero() {
+        vec![None; config.pids.len()]
+    } else {
+        progress(format_args!(
+            "sockets closed; reading RSS again in {:.0}s",
+            config.after_close.as_secs_f64()
+        ));
+        tokio::time::sleep(config.after_close).await;
+        config.pids.iter().map(|p| procfs::rss_kib(*p)).collect()
+    };
 
     let mut failover = killed.map(|(kill, at, signalled)| FailoverReport {
         instance: kill.instance,
@@ -462,6 +488,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
         rate_target: config.rate,
         final_seq,
         tail_wait_ms: tail_wait.as_millis() as u64,
+        after_close_s: config.after_close.as_secs_f64(),
         cores: std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(0),
@@ -550,6 +577,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
             rss_kib_before_sockets: rss_before[i],
             rss_kib_sockets_open: rss_open[i],
             rss_kib_end: rss_end[i],
+            rss_kib_after_close: rss_after_close[i],
             cpu_pct: cpu_pct(cpu_before.servers[i], cpu_after.servers[i], measured),
         })
         .collect();

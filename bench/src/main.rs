@@ -62,12 +62,16 @@ struct Args {
     #[arg(long, requires = "kill_instance")]
     kill_after: Option<f64>,
     /// Canvas sockets (the first ones) that each drag a workspace of their own, sending
-    /// `{"type":"drag",…}` frames; every other canvas times the DRAG_PREVIEW frames.
+    /// `{"type":"drag",…}` frames; every other canvas times the previews (entries of DRAG_PREVIEWS frames).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=bench::MAX_DRAGGERS as u64))]
     draggers: u64,
     /// Drag frames per second per dragger.
     #[arg(long, default_value_t = 30.0)]
     drag_hz: f64,
+    /// Seconds to wait after every socket has closed before reading the servers' RSS again
+    /// (`rss_kib_after_close`, `rss_after_close_ratio`); 0: not read.
+    #[arg(long, default_value_t = 0)]
+    after_close: u64,
     /// Runtime worker threads (default: the number of cores).
     #[arg(long)]
     threads: Option<usize>,
@@ -89,6 +93,7 @@ fn main() {
     config.tail_wait = Duration::from_secs(args.tail_wait);
     config.draggers = args.draggers as usize;
     config.drag_hz = args.drag_hz;
+    config.after_close = Duration::from_secs(args.after_close);
     if let (Some(instance), Some(after)) = (args.kill_instance, args.kill_after) {
         let Ok(after) = Duration::try_from_secs_f64(after) else {
             eprintln!("canopy-bench: --kill-after must be a number of seconds");

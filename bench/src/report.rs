@@ -56,6 +56,8 @@ pub struct ProcessReport {
     pub rss_kib_before_sockets: Option<u64>,
     pub rss_kib_sockets_open: Option<u64>,
     pub rss_kib_end: Option<u64>,
+    /// RSS `after_close_s` after every socket closed (`None`: not read).
+    pub rss_kib_after_close: Option<u64>,
     /// CPU use during the measurement window, in percent of one core.
     pub cpu_pct: Option<f64>,
 }
@@ -128,7 +130,7 @@ impl FailoverReport {
     }
 }
 
-/// The drag-preview lane (issue 15 item 4): draggers' frames → DRAG_PREVIEW on every other
+/// The drag-preview lane (issue 15 item 4): draggers' frames → a DRAG_PREVIEWS entry on every other
 /// canvas, over the measurement window. Volatile: loss is reported, never a failure.
 #[derive(Clone, Debug, Default)]
 pub struct PreviewReport {
@@ -142,11 +144,12 @@ pub struct PreviewReport {
     /// Of those, the ones at least one canvas received; the server publishes the latest
     /// position per node per 33 ms tick, so the rest were superseded by design.
     pub published: u64,
-    /// DRAG_PREVIEW frames received over all watchers.
+    /// Previews received over all watchers (DRAG_PREVIEWS entries, or an older server's
+    /// DRAG_PREVIEW frames).
     pub delivered: u64,
     /// Drag frames the server answered with an error frame (the principal may not edit).
     pub refused: u64,
-    /// Drag frame sent → DRAG_PREVIEW received, per delivery.
+    /// Drag frame sent → its preview received, per delivery.
     pub latency: Option<Percentiles>,
 }
 
@@ -205,6 +208,8 @@ pub struct Report {
     pub sockets_behind: u64,
     pub final_seq: i64,
     pub tail_wait_ms: u64,
+    /// Seconds between the sockets closing and the `rss_kib_after_close` reading (0: none).
+    pub after_close_s: f64,
     pub errors: BTreeMap<String, u64>,
     /// Requests cut by the failover scenario's kill (in flight to the killed instance); they
     /// are in `errors` too, but do not make the run fail.
@@ -282,6 +287,20 @@ impl Report {
         Some((delta as f64 / self.connected as f64 * 100.0).round() / 100.0)
     }
 
+    /// RSS after the sockets closed over RSS before they opened, summed over the processes
+    /// (1.0: everything given back; issue 16's target is at most 1.25).
+    pub fn rss_after_close_ratio(&self) -> Option<f64> {
+        if self.processes.is_empty() {
+            return None;
+        }
+        let (mut before, mut after) = (0u64, 0u64);
+        for p in &self.processes {
+            before += p.rss_kib_before_sockets?;
+            after += p.rss_kib_after_close?;
+        }
+        (before > 0).then(|| (after as f64 / before as f64 * 1000.0).round() / 1000.0)
+    }
+
     pub fn to_json(&self) -> Value {
         let per_s = |n: u64| {
             if self.duration_s > 0.0 {
@@ -309,11 +328,12 @@ impl Report {
                     "rss_kib_before_sockets": p.rss_kib_before_sockets,
                     "rss_kib_sockets_open": p.rss_kib_sockets_open,
                     "rss_kib_end": p.rss_kib_end,
+                    "rss_kib_after_close": p.rss_kib_after_close,
                     "cpu_pct": p.cpu_pct,
                 })
             })
             .collect();
-        json!({
+        let mut out = json!({
             "ok": self.stream_intact(),
             "instances": self.instances,
             "clients": self.clients,
@@ -354,7 +374,16 @@ impl Report {
             "error_samples": self.error_samples,
             "connect_failures": self.connect_failures.len(),
             "connect_failure_sample": self.connect_failures.first(),
-        })
+        });
+        // Added apart: one more field in the literal above passes `json!`'s recursion limit.
+        if let Value::Object(fields) = &mut out {
+            fields.insert("after_close_s".into(), json!(self.after_close_s));
+            fields.insert(
+                "rss_after_close_ratio".into(),
+                json!(self.rss_after_close_ratio()),
+            );
+        }
+        out
     }
 }
 

@@ -200,14 +200,14 @@ impl Shared {
 }
 
 /// The drag-preview lane of a run (issue 15 item 4). Draggers send drag frames on their own
-/// sockets with a counter in `x`; every other canvas times the DRAG_PREVIEW that carries it
+/// sockets with a counter in `x`; every other canvas times the preview (a DRAG_PREVIEWS entry) that carries it
 /// back. Previews are volatile: the server keeps only the latest position per node per tick
 /// and drops previews for a socket that falls behind, so nothing here fails a run.
 pub struct Previews {
     /// Counter → nanoseconds since `Shared::start` + 1 when its frame was sent inside the
     /// measurement window (0: not sent, or sent outside it).
     sent_at: Box<[AtomicU64]>,
-    /// Counter → canvases that received its DRAG_PREVIEW.
+    /// Counter → canvases that received its preview.
     received_by: Box<[AtomicU32]>,
     /// The newest counter handed out.
     next: AtomicU64,
@@ -223,10 +223,10 @@ pub struct Previews {
 pub struct PreviewCounts {
     /// Drag frames sent inside the window.
     pub sent: u64,
-    /// Of those, the ones at least one canvas received as DRAG_PREVIEW (the server publishes
+    /// Of those, the ones at least one canvas received as a preview (the server sends
     /// only the latest position per node per tick, so the rest were superseded).
     pub published: u64,
-    /// DRAG_PREVIEW frames received, over every measuring canvas.
+    /// Previews received, over every measuring canvas.
     pub delivered: u64,
 }
 

@@ -5,7 +5,7 @@
 //!
 //! With [`Drags`], the first sockets are draggers: each sends drag frames for a workspace of
 //! its own at a fixed rate, as a person dragging a node does, and every other socket times the
-//! DRAG_PREVIEW frames that carry them back.
+//! previews (DRAG_PREVIEWS entries) that carry them back.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -440,6 +440,19 @@ async fn read_loop(
                 }
             }
             Frame::Preview { .. } => {}
+            Frame::Previews if matches!(role, Role::Watcher) => {
+                let now = Instant::now();
+                frames::preview_counters(text.as_str(), |counter| {
+                    if let Some(micros) = shared.preview_latency_micros(counter, now) {
+                        preview_latencies.push(micros);
+                    }
+                });
+                if preview_latencies.len() >= LATENCY_BATCH {
+                    shared.previews.record_latencies(index, &preview_latencies);
+                    preview_latencies.clear();
+                }
+            }
+            Frame::Previews => {}
             Frame::Other if drag_ticks.is_some() && frames::is_error(text.as_str()) => {
                 // Only drag frames are sent, so this refuses one: the page stops dragging on
                 // that socket, and so does the generator.

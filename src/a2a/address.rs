@@ -17,7 +17,9 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{ip} is a {kind} address")]
 pub struct Refusal {
+    /// The refused address (after resolving the URL's host, if it was a name).
     pub ip: IpAddr,
+    /// The range it falls in, as words for the error message (e.g. "link-local", "private").
     pub kind: &'static str,
 }
 

@@ -13,6 +13,8 @@
 //! - The answer is read up to `A2A_MAX_RESPONSE_BYTES`; the call is bounded by its timeout.
 //! - No proxy from the environment is used: the checked address is the one connected to.
 
+#![warn(missing_docs)]
+
 pub mod address;
 
 /// Sent on every proxied call. A registered URL that points back at a Canopy proxy route
@@ -36,6 +38,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct AgentAnswer {
     /// The agent's HTTP status.
     pub status: u16,
+    /// The agent's body as received, at most the client's `max_response_bytes` long.
     pub body: Bytes,
 }
 

@@ -12,9 +12,8 @@ use crate::domain::events::EventKind;
 use crate::domain::status::{on_heartbeat, WorkspaceStatus};
 use crate::error::{AppError, AppResult};
 use crate::secrets::hash_token;
-use crate::store::workspaces::{self as ws, HeartbeatColumns, WorkspaceRow};
+use crate::store::workspaces::{self as ws, HeartbeatColumns, QuietBeat, WorkspaceRow};
 use crate::store::{tokens, DbConnection, NewEvent, Tx};
-use diesel::QueryResult;
 
 fn gone() -> AppError {
     AppError::GoneWith(json!({ "error": "workspace removed", "status": "removed" }))
@@ -97,12 +96,14 @@ pub fn quiet_statuses(error_rate: f64) -> Vec<WorkspaceStatus> {
         .collect()
 }
 
-/// The fastest path, for a caller already authorized: one guarded UPDATE that applies only
-/// when neither the status nor the task changes. False means: take the full path. It runs in
-/// a write batch, hence plain database errors.
-pub fn heartbeat_fast(conn: &mut DbConnection, beat: &Heartbeat) -> QueryResult<bool> {
-    let quiet = quiet_statuses(beat.columns.error_rate);
-    ws::record_quiet_heartbeat(conn, beat.workspace_id, &beat.columns, &quiet, Utc::now())
+/// The batched path's form of a heartbeat (`store::batcher`): written only when it moves
+/// neither the status nor the task.
+pub fn quiet_beat(beat: &Heartbeat) -> QuietBeat {
+    QuietBeat {
+        workspace_id: beat.workspace_id,
+        columns: beat.columns.clone(),
+        quiet: quiet_statuses(beat.columns.error_rate),
+    }
 }
 
 /// The fast path: most heartbeats change nothing anyone watches, so they are one guarded

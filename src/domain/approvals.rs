@@ -22,14 +22,19 @@ pub const EXPIRED_DECIDER: &str = "expired";
 /// `decided_by` when a decision names nobody (what the reference canvas sends anyway).
 pub const DEFAULT_DECIDER: &str = "human";
 
+/// Where an approval request stands; stored in `approval_requests.status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApprovalStatus {
+    /// Waiting for a person (or for expiry after `APPROVAL_TIMEOUT_SECONDS`).
     Pending,
+    /// A person approved it.
     Approved,
+    /// A person denied it, or it expired (`decided_by: "expired"`).
     Denied,
 }
 
 impl ApprovalStatus {
+    /// The lowercase name stored and sent in the API (`"pending"`).
     pub fn as_str(self) -> &'static str {
         match self {
             ApprovalStatus::Pending => "pending",
@@ -53,11 +58,15 @@ impl ApprovalStatus {
 /// A person's decision: `approved` or `denied`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
+    /// Go ahead: the request becomes [`ApprovalStatus::Approved`].
     Approved,
+    /// Do not: the request becomes [`ApprovalStatus::Denied`].
     Denied,
 }
 
 impl Decision {
+    /// Reads a decision body's `decision`. Errors: a [`FieldError`] on `decision` for anything
+    /// but exactly `approved` or `denied`.
     pub fn parse(raw: &str) -> Result<Decision, FieldError> {
         match raw {
             "approved" => Ok(Decision::Approved),
@@ -66,6 +75,7 @@ impl Decision {
         }
     }
 
+    /// The status a request takes when this decision is applied.
     pub fn status(self) -> ApprovalStatus {
         match self {
             Decision::Approved => ApprovalStatus::Approved,
@@ -117,6 +127,10 @@ fn optional_text(
 }
 
 impl NewApproval {
+    /// Checks a request body. Text fields are trimmed and an empty one counts as absent.
+    /// Errors: a [`FieldError`] naming the field when `action` is missing, a text field is over
+    /// its byte limit, a one-line field has a newline, any text has NUL, or `context` is not a
+    /// JSON object (or `null`) or is over [`CONTEXT_MAX_BYTES`].
     pub fn parse(
         action: Option<String>,
         reason: Option<String>,

@@ -1,31 +1,61 @@
 //! The event catalogue (CONTRACT.md "Events").
 
+/// Every kind of event a command can append; the wire name (`event` in a frame) is
+/// [`EventKind::as_str`]. Payload fields per kind are listed in CONTRACT.md "Events".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum EventKind {
+    /// A workspace was created or resumed and waits for its agent to register
+    /// (`name, tier, runtime, parent_id, x, y`).
     WorkspaceProvisioning,
+    /// A workspace came online: on register (`url, agent_card`) or on a heartbeat from
+    /// provisioning, offline or degraded.
     WorkspaceOnline,
+    /// No heartbeat within the liveness TTL (`{}`).
     WorkspaceOffline,
+    /// A heartbeat reported an error rate of at least 0.5 (`error_rate, sample_error`).
     WorkspaceDegraded,
+    /// The agent never registered within `PROVISION_TIMEOUT_SECONDS` (`error`).
     WorkspaceProvisionFailed,
+    /// A workspace was paused (`name`).
     WorkspacePaused,
+    /// A workspace was deleted (`{}`, or `{cascade_deleted}` on the root of a cascade).
     WorkspaceRemoved,
+    /// A workspace got a new parent (`old_parent_id, new_parent_id`).
     WorkspaceMoved,
+    /// Some of `name, role, tier, runtime` changed; the payload holds the changed ones.
     WorkspaceUpdated,
+    /// An agent was put on a workspace that had none (`agent_id, model`).
     AgentAssigned,
+    /// A workspace's agent was swapped for another (`agent_id, model, old_model`).
     AgentReplaced,
+    /// A workspace's agent was taken off (`agent_id, model`).
     AgentRemoved,
+    /// An agent moved between workspaces; appended on both: on the source with
+    /// `target_workspace_id`, on the target with `source_workspace_id` (plus `agent_id, model`).
     AgentMoved,
+    /// The agent published a new agent card (`agent_card`).
     AgentCardUpdated,
+    /// Position or collapsed state on the canvas changed (`x, y, collapsed`); live-only.
     WorkspaceLayoutChanged,
+    /// A heartbeat changed the current task or the active task count (`current_task,
+    /// active_tasks`); live-only.
     TaskUpdated,
+    /// An activity row was recorded (`id, activity_type, method, summary, status, source_id,
+    /// target_id, duration_ms`); live-only.
     ActivityLogged,
+    /// An agent posted a message for the people watching (`message, workspace_id, name[,
+    /// attachments]`); live-only.
     AgentMessage,
+    /// An agent asked for a human decision; sent on the asking workspace. Live-only.
     ApprovalRequested,
+    /// The same request, sent on the asking workspace's parent (when it has one). Live-only.
     ApprovalEscalated,
+    /// A request was approved or denied, by a person or by expiry (`decided_by`). Live-only.
     ApprovalDecided,
 }
 
 impl EventKind {
+    /// Every kind, in catalogue order (for round-trip tests and OpenAPI enums).
     pub const ALL: [EventKind; 21] = [
         EventKind::WorkspaceProvisioning,
         EventKind::WorkspaceOnline,
@@ -50,6 +80,7 @@ impl EventKind {
         EventKind::ApprovalDecided,
     ];
 
+    /// The wire name, upper snake case as in the reference platform (`WORKSPACE_ONLINE`).
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::WorkspaceProvisioning => "WORKSPACE_PROVISIONING",
@@ -76,6 +107,7 @@ impl EventKind {
         }
     }
 
+    /// The kind with this exact wire name; `None` for anything else (case matters).
     pub fn parse(name: &str) -> Option<EventKind> {
         EventKind::ALL.into_iter().find(|k| k.as_str() == name)
     }

@@ -21,28 +21,35 @@ pub struct ParentMap {
 }
 
 impl ParentMap {
+    /// An empty map (no workspaces).
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// A map of `(workspace, parent)` pairs as read from the store; a later pair for the same
+    /// workspace replaces an earlier one.
     pub fn from_pairs(pairs: impl IntoIterator<Item = (Uuid, Option<Uuid>)>) -> Self {
         ParentMap {
             parents: pairs.into_iter().collect(),
         }
     }
 
+    /// Adds a workspace or changes its parent (`None`: a root).
     pub fn insert(&mut self, id: Uuid, parent: Option<Uuid>) {
         self.parents.insert(id, parent);
     }
 
+    /// Forgets a workspace; its children keep pointing at it, so ancestor walks stop there.
     pub fn remove(&mut self, id: Uuid) {
         self.parents.remove(&id);
     }
 
+    /// Whether `id` is a live workspace in the map.
     pub fn contains(&self, id: Uuid) -> bool {
         self.parents.contains_key(&id)
     }
 
+    /// The parent of `id`; `None` for a root or an unknown id.
     pub fn parent_of(&self, id: Uuid) -> Option<Uuid> {
         self.parents.get(&id).copied().flatten()
     }
@@ -85,6 +92,7 @@ impl ParentMap {
         self.level(new_parent) + height > MAX_HIERARCHY_DEPTH
     }
 
+    /// Whether `ancestor` is a strict ancestor of `of` (a workspace is not its own ancestor).
     pub fn is_ancestor(&self, ancestor: Uuid, of: Uuid) -> bool {
         self.ancestors(of).any(|a| a == ancestor)
     }

@@ -1,7 +1,10 @@
+//! Workspace ids as the API accepts them: the hyphenated UUID form only (36 characters).
+
 use uuid::Uuid;
 
-/// Parses a workspace id from a path or body. Only the hyphenated form is accepted, as the
-/// reference platform does.
+/// Parses a workspace id from a path or body; `None` for anything but the 36-character
+/// hyphenated form (no braces, URN prefix or simple form): the only form the reference
+/// platform accepts.
 pub fn parse_uuid(raw: &str) -> Option<Uuid> {
     if raw.len() != 36 {
         return None;

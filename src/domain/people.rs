@@ -23,14 +23,19 @@ use serde::{Deserialize, Serialize};
 )]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Read-only: everything a canvas reads, and the WebSocket.
     Viewer,
+    /// Viewer rights plus changing workspaces, layout, chat and deciding approvals.
     Editor,
+    /// Everything, including API keys, secrets, deletes and settings.
     Admin,
 }
 
 impl Role {
+    /// Every role, lowest first.
     pub const ALL: [Role; 3] = [Role::Viewer, Role::Editor, Role::Admin];
 
+    /// The lowercase name used in the API and the database (`"editor"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Viewer => "viewer",
@@ -39,6 +44,7 @@ impl Role {
         }
     }
 
+    /// The role with this exact lowercase name; `None` for anything else.
     pub fn parse(raw: &str) -> Option<Role> {
         Role::ALL.into_iter().find(|r| r.as_str() == raw)
     }
@@ -54,8 +60,11 @@ impl Role {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ActorType {
+    /// A person: an API key or its sessions, the admin token, or the open-mode local user.
     User,
+    /// A workspace's agent, acting with its workspace token.
     Agent,
+    /// Canopy's own jobs (liveness, approval expiry, provisioning).
     System,
 }
 
@@ -66,9 +75,13 @@ pub enum ActorType {
 /// (`liveness`, `approvals`, `provisioning`, `system`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
+    /// Person, agent or system (`type` in JSON).
     #[serde(rename = "type")]
     pub kind: ActorType,
+    /// Stable identifier, by kind as listed above.
     pub id: String,
+    /// Display name at the time of the event (a key's name, a workspace's name, the job's
+    /// name); not updated if it changes later.
     pub name: String,
 }
 
@@ -82,6 +95,7 @@ impl Actor {
         }
     }
 
+    /// A person: `id` is the API key's UUID, `admin` or `local`; `name` what the canvas shows.
     pub fn user(id: impl Into<String>, name: impl Into<String>) -> Actor {
         Actor {
             kind: ActorType::User,
@@ -90,6 +104,7 @@ impl Actor {
         }
     }
 
+    /// A workspace's agent: the id is the workspace's UUID, `name` the workspace's name.
     pub fn agent(workspace_id: uuid::Uuid, name: impl Into<String>) -> Actor {
         Actor {
             kind: ActorType::Agent,
@@ -98,10 +113,13 @@ impl Actor {
         }
     }
 
+    /// The `{"type","id","name"}` object stored with events and activity rows.
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::to_value(self).expect("an actor always serializes")
     }
 
+    /// Reads a stored actor back; `None` when the value is not that shape (rows written before
+    /// actors were recorded, or damaged ones).
     pub fn from_json(value: &serde_json::Value) -> Option<Actor> {
         serde_json::from_value(value.clone()).ok()
     }

@@ -2,18 +2,28 @@
 
 use std::fmt;
 
+/// A workspace's lifecycle state; transitions and their events are in CONTRACT.md "Status
+/// machine".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum WorkspaceStatus {
+    /// Created or resumed; waiting for the agent to register.
     Provisioning,
+    /// Registered and heartbeating within the liveness TTL.
     Online,
+    /// Heartbeating, but with an error rate of at least [`DEGRADED_ERROR_RATE`].
     Degraded,
+    /// No heartbeat within the liveness TTL; the next heartbeat brings it back online.
     Offline,
+    /// Never registered within the provision timeout.
     Failed,
+    /// Paused by a person; heartbeats do not change it until it is resumed.
     Paused,
+    /// Deleted; terminal: no register or heartbeat brings it back.
     Removed,
 }
 
 impl WorkspaceStatus {
+    /// The lowercase name used in the API, the database and events (`"online"`).
     pub fn as_str(self) -> &'static str {
         match self {
             WorkspaceStatus::Provisioning => "provisioning",
@@ -26,6 +36,7 @@ impl WorkspaceStatus {
         }
     }
 
+    /// The status with this exact lowercase name; `None` for any other string.
     pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "provisioning" => WorkspaceStatus::Provisioning,

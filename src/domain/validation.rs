@@ -6,11 +6,14 @@ use std::fmt;
 /// A request field that failed parsing: becomes a 400 `{"error": "<field>: <reason>"}`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FieldError {
+    /// The request field at fault, as the client spelled it (`name`, `tier`, `x`).
     pub field: String,
+    /// What rule it broke, phrased to follow the field name ("must be at most 255 bytes").
     pub reason: String,
 }
 
 impl FieldError {
+    /// An error on `field` for `reason`.
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
         FieldError {
             field: field.into(),
@@ -95,8 +98,14 @@ macro_rules! text_type {
         pub struct $name(String);
 
         impl $name {
+            /// Longest accepted value, in bytes of UTF-8 after trimming.
             pub const MAX_BYTES: usize = $max;
 
+            #[doc = concat!(
+                "Trims `raw` and checks it. Errors: a [`FieldError`] on `", $field,
+                "` when it is empty (where required) or over [`Self::MAX_BYTES`], has a ",
+                "newline, or (names and roles) has one of `{ } [ ] | > * & !`."
+            )]
             pub fn parse(raw: &str) -> Result<Self, FieldError> {
                 let value = raw.trim();
                 if !$allow_empty && value.is_empty() {
@@ -106,10 +115,12 @@ macro_rules! text_type {
                 Ok($name(value.to_string()))
             }
 
+            /// The checked, trimmed text.
             pub fn as_str(&self) -> &str {
                 &self.0
             }
 
+            /// The checked, trimmed text, owned.
             pub fn into_string(self) -> String {
                 self.0
             }
@@ -122,7 +133,8 @@ text_type!(
     WorkspaceName, "name", 255, true, false
 );
 text_type!(
-    /// The org-chart role ("Marketing", "QA").
+    /// The org-chart role ("Marketing", "QA"): may be empty, at most 1000 bytes, one line,
+    /// no markup characters.
     WorkspaceRole, "role", 1000, true, true
 );
 text_type!(
@@ -130,11 +142,12 @@ text_type!(
     KeyName, "name", 255, false, false
 );
 text_type!(
-    /// An AI model name.
+    /// An AI model name ("gpt-4o"): required, at most 100 bytes, one line.
     ModelName, "model", 100, false, false
 );
 text_type!(
-    /// The agent runtime ("langgraph", "claude-code", …).
+    /// The agent runtime ("langgraph", "claude-code", …): may be empty, at most 100 bytes,
+    /// one line.
     RuntimeName, "runtime", 100, false, true
 );
 
@@ -143,8 +156,10 @@ text_type!(
 pub struct Tier(i32);
 
 impl Tier {
+    /// The tier of a workspace created without one.
     pub const DEFAULT: Tier = Tier(3);
 
+    /// Errors: a [`FieldError`] on `tier` unless `raw` is 1, 2, 3 or 4.
     pub fn parse(raw: i64) -> Result<Self, FieldError> {
         if (1..=4).contains(&raw) {
             Ok(Tier(raw as i32))
@@ -153,6 +168,7 @@ impl Tier {
         }
     }
 
+    /// The tier as stored, 1 to 4.
     pub fn get(self) -> i32 {
         self.0
     }
@@ -201,16 +217,24 @@ pub fn parse_zoom(value: f64) -> Result<f64, FieldError> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(rename_all = "snake_case")]
 pub enum ActivityType {
+    /// An outgoing A2A call made by the workspace's agent (`a2a_send`).
     A2aSend,
+    /// An A2A call the workspace's agent received (`a2a_receive`).
     A2aReceive,
+    /// Progress on a task (`task_update`).
     TaskUpdate,
+    /// A free-form log line from the agent (`agent_log`).
     AgentLog,
+    /// The agent promoted a learned skill (`skill_promotion`).
     SkillPromotion,
+    /// The agent wrote to its memory (`memory_write`).
     MemoryWrite,
+    /// Something failed (`error`); `error_detail` says what.
     Error,
 }
 
 impl ActivityType {
+    /// Every type, in the order error messages list them.
     pub const ALL: [ActivityType; 7] = [
         ActivityType::A2aSend,
         ActivityType::A2aReceive,
@@ -221,6 +245,7 @@ impl ActivityType {
         ActivityType::Error,
     ];
 
+    /// The snake_case API name (`"a2a_send"`).
     pub fn as_str(self) -> &'static str {
         match self {
             ActivityType::A2aSend => "a2a_send",
@@ -233,6 +258,8 @@ impl ActivityType {
         }
     }
 
+    /// The type with this exact API name. Errors: a [`FieldError`] on `field` listing the
+    /// allowed names.
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         ActivityType::ALL
             .into_iter()
@@ -255,6 +282,8 @@ impl ActivityTypeFilter {
     /// Longest accepted filter value, in bytes.
     pub const MAX_BYTES: usize = 64;
 
+    /// Errors: a [`FieldError`] on `field` when `raw` is empty, over [`Self::MAX_BYTES`], or
+    /// has a character outside the set above.
     pub fn parse(field: &str, raw: &str) -> Result<Self, FieldError> {
         if raw.is_empty() || raw.len() > Self::MAX_BYTES {
             return Err(FieldError::new(
@@ -274,6 +303,7 @@ impl ActivityTypeFilter {
         Ok(ActivityTypeFilter(raw.to_string()))
     }
 
+    /// The filter value as given.
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -136,6 +136,7 @@ pub struct HeartbeatTokens {
 const HEARTBEAT_TOKENS_MAX: usize = 100_000;
 
 impl HeartbeatTokens {
+    /// The workspace whose token hashes to `hash`, if remembered.
     fn owner(&self, hash: &str) -> Option<Uuid> {
         self.lock().get(hash).copied()
     }
@@ -155,25 +156,37 @@ impl HeartbeatTokens {
     }
 }
 
-/// Whether a heartbeat proves by itself that it comes from `workspace_id`'s agent: the admin
-/// token, or that workspace's own token. `false` means "not proven here", not "refused":
-/// `authorize_blocking` gives the full answer.
-pub fn heartbeat_proves_workspace(
-    conn: &mut DbConnection,
-    known: &HeartbeatTokens,
+/// How a heartbeat proves it comes from `workspace_id`'s agent on the batched path:
+/// `Some(None)` proven already (the admin token, or a token remembered for it),
+/// `Some(Some(lookup))` a token to look up on the batch's connection, `None` no token (the
+/// ordinary path decides: open mode's tokenless bootstrap, or 401).
+pub fn heartbeat_proof(
+    app: &std::sync::Arc<AppState>,
     credentials: &Credentials,
     workspace_id: Uuid,
-) -> diesel::QueryResult<bool> {
+) -> Option<Option<crate::store::batcher::Proof>> {
     if credentials.admin {
-        return Ok(true);
+        return Some(None);
     }
-    let Some(token) = &credentials.token else {
-        return Ok(false);
-    };
-    let hash = hash_token(token);
-    if known.owner(&hash) == Some(workspace_id) {
-        return Ok(true);
+    let hash = hash_token(credentials.token.as_ref()?);
+    if app.heartbeat_tokens.owner(&hash) == Some(workspace_id) {
+        return Some(None);
     }
+    let app = std::sync::Arc::clone(app);
+    Some(Some(Box::new(move |c| {
+        heartbeat_token_proves_workspace(c, &app.heartbeat_tokens, hash, workspace_id)
+    })))
+}
+
+/// Whether a token (by its hash) is `workspace_id`'s own, looked up in the database and
+/// remembered in `known` when it is. `false` means "not proven here", not "refused":
+/// `authorize_blocking` gives the full answer.
+pub fn heartbeat_token_proves_workspace(
+    conn: &mut DbConnection,
+    known: &HeartbeatTokens,
+    hash: String,
+    workspace_id: Uuid,
+) -> diesel::QueryResult<bool> {
     let proven = tokens::workspace_of(conn, &hash)? == Some(workspace_id);
     if proven {
         known.remember(hash, workspace_id);

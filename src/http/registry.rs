@@ -7,8 +7,8 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{
-    authorize_blocking, authorize_workspace, bearer, hash_token, heartbeat_proves_workspace,
-    Access, Credentials,
+    authorize_blocking, authorize_workspace, bearer, hash_token, heartbeat_proof, Access,
+    Credentials,
 };
 use super::body::{FieldLimit, Json, JsonBody, Query};
 use super::openapi::{ErrorBody, StatusBody};
@@ -231,21 +231,20 @@ pub async fn heartbeat(
     let credentials = Credentials::from_request(&req, &state);
     let beat = std::sync::Arc::new(beat);
     // The common case — an agent proving itself with its token, whose status and task do not
-    // change — is the token lookup plus one guarded UPDATE, batched with other instances'
-    // heartbeats into one transaction.
-    let (batched_beat, batched_credentials) = (std::sync::Arc::clone(&beat), credentials.clone());
-    let app = state.clone().into_inner();
-    let quiet = state
-        .batcher
-        .run(move |c| {
-            Ok(
-                heartbeat_proves_workspace(c, &app.heartbeat_tokens, &batched_credentials, id)?
-                    && commands::heartbeat_fast(c, &batched_beat)?,
-            )
-        })
-        .await
-        .unwrap_or(false);
-    if quiet {
+    // change — is one row of a guarded multi-row UPDATE shared with the other heartbeats of
+    // its batch (`store::batcher`); the token is usually known from memory, else it is looked
+    // up on the batch's connection.
+    let proof = heartbeat_proof(&state.clone().into_inner(), &credentials, id);
+    let written = match proof {
+        None => false,
+        Some(proof) => {
+            state
+                .batcher
+                .heartbeat(commands::quiet_beat(&beat), proof)
+                .await
+        }
+    };
+    if written {
         state.liveness.arm(id, state.config.liveness_ttl).await;
         return Ok(HttpResponse::Ok().json(json!({ "status": "ok" })));
     }

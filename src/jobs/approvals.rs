@@ -17,6 +17,10 @@ use crate::store::approvals as store;
 /// Requests expired per blocking read; the next tick takes the rest.
 const EXPIRY_BATCH: i64 = 500;
 
+/// The approval-expiry loop: every `APPROVAL_SWEEP_INTERVAL_SECONDS` it takes or renews the
+/// `approvals` lease (TTL three intervals, at least 5 s) and, while holding it, runs
+/// [`expire_due`]. Failures are logged and retried on the next tick; returns when `shutdown`
+/// changes, releasing the lease if held.
 pub async fn run(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let every = state.config.approval_sweep_interval;
     let lease = Lease::new(

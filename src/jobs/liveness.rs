@@ -16,6 +16,11 @@ use crate::error::AppError;
 use crate::liveness::Expirations;
 use crate::store::workspaces as ws;
 
+/// The liveness loop: every `LIVENESS_SWEEP_INTERVAL_SECONDS` it takes or renews the `liveness`
+/// lease (TTL three intervals, at least 5 s) and, while holding it, runs [`sweep`]; in between
+/// it turns each workspace id arriving on `expirations` into an offline transition. An
+/// instance without the lease drains expirations and ignores them. Failures are logged (the
+/// next sweep retries); returns when `shutdown` changes or `expirations` closes.
 pub async fn run(
     state: Arc<AppState>,
     mut expirations: Expirations,
@@ -85,6 +90,11 @@ fn liveness_actor() -> crate::app::ActAs {
     crate::app::ActAs::Actor(crate::domain::people::Actor::system("liveness"))
 }
 
+/// One database sweep: marks offline every online workspace with no heartbeat within
+/// `LIVENESS_TTL_SECONDS`, and fails every workspace still provisioning
+/// `PROVISION_TIMEOUT_SECONDS` after creation, each in its own command with its event (actor:
+/// the `liveness` system job). Errors: the first store or command failure; transitions already
+/// committed stay.
 pub async fn sweep(state: &AppState) -> Result<(), AppError> {
     let silent_since =
         Utc::now() - chrono::Duration::from_std(state.config.liveness_ttl).unwrap_or_default();

@@ -14,18 +14,30 @@ use crate::app::AppState;
 use crate::http::idempotency::IDEMPOTENCY_KEY_TTL;
 use crate::store::{activity, events as stream, idempotency, Store, StoreError};
 
+/// Rows deleted per statement (and per blocking call where the job loops), so a large
+/// backlog never holds a connection or a lock for long.
 pub const DELETE_BATCH: i64 = 1000;
+/// Live events kept however old they are, so a client that was briefly away can still resume
+/// from the stream on a quiet deployment.
 pub const LIVE_EVENTS_KEEP_NEWEST: i64 = 10_000;
 /// live_events are pruned more often than activity: the window is minutes, not days.
 const LIVE_EVENTS_PRUNE_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Rows deleted by one retention pass, per table (logged when not all zero).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionReport {
+    /// `activity` rows older than the activity retention (0 when activity was not due).
     pub activity_deleted: usize,
+    /// `live_events` rows older than the live-events retention.
     pub live_events_deleted: usize,
+    /// Stored Idempotency-Key answers older than `IDEMPOTENCY_KEY_TTL`.
     pub idempotency_keys_deleted: usize,
 }
 
+/// The retention loop: every 60 s it takes or renews the `retention` lease (TTL 180 s) and,
+/// while holding it, runs [`run_once`], including activity only once per
+/// `ACTIVITY_CLEANUP_INTERVAL_HOURS` (the first pass at start-up). Failures are logged and
+/// retried next tick; returns when `shutdown` changes, releasing the lease.
 pub async fn run(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     let lease_ttl = LIVE_EVENTS_PRUNE_INTERVAL * 3;
     let lease = Lease::new("retention", &state.config.instance_id, lease_ttl);
@@ -73,7 +85,10 @@ pub async fn run(state: Arc<AppState>, mut shutdown: watch::Receiver<bool>) {
     }
 }
 
-/// One retention pass. `activity_retention: None` skips activity (not due yet).
+/// One retention pass. `activity_retention: None` skips activity (not due yet);
+/// `live_events_retention` is the age past which live events go (keeping the newest
+/// [`LIVE_EVENTS_KEEP_NEWEST`]). Errors: the first store failure; batches already deleted stay
+/// deleted.
 pub async fn run_once(
     store: &Store,
     activity_retention: Option<Duration>,

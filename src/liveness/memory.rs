@@ -13,7 +13,7 @@ use super::{Expirations, LivenessStore};
 /// How often deadlines are checked: the granularity of an in-process expiry.
 const CHECK_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Deadlines in a map, checked every [`CHECK_INTERVAL`] by a task that holds only a weak
+/// Deadlines in a map, checked every 100 ms (`CHECK_INTERVAL`) by a task that holds only a weak
 /// reference (it ends when the store is dropped or nobody reads the expirations).
 pub struct MemoryLiveness {
     deadlines: Mutex<HashMap<Uuid, Instant>>,

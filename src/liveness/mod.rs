@@ -2,6 +2,8 @@
 //! reported on `expirations`. The lease holder turns expirations into offline transitions
 //! (jobs::liveness), and a database sweep covers for lost notifications.
 
+#![warn(missing_docs)]
+
 pub mod memory;
 pub mod redis;
 

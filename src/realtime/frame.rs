@@ -27,9 +27,11 @@ struct Envelope<'a> {
     timestamp: DateTime<Utc>,
     payload: &'a serde_json::Value,
     #[serde(skip_serializing_if = "Option::is_none")]
-    seq: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     actor: Option<&'a crate::domain::people::Actor>,
+    /// Last, so a client can read a frame's position from its end without parsing the
+    /// payload (the benchmark's reader does).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<i64>,
 }
 
 impl Frame {
@@ -75,59 +77,74 @@ impl Frame {
         )
     }
 
-    /// DRAG_PREVIEW `{workspace_id, x, y, actor?}`: volatile, no seq (see `volatile`).
-    pub fn drag_preview(preview: &super::volatile::DragPreview) -> Frame {
-        let mut payload = json!({
-            "workspace_id": preview.workspace_id,
-            "x": crate::domain::events::json_number(preview.x),
-            "y": crate::domain::events::json_number(preview.y),
-        });
-        if let Some(actor) = &preview.actor {
-            payload["actor"] = json!(actor);
-        }
-        Frame::about(
-            "DRAG_PREVIEW",
-            preview.workspace_id,
-            payload,
-            preview.actor.as_ref(),
-        )
-    }
-
-    /// DRAG_ENDED `{workspace_id, actor?}`: a drag stopped without a drop; volatile, no seq.
-    pub fn drag_ended(ended: &super::volatile::DragEnded) -> Frame {
-        let mut payload = json!({ "workspace_id": ended.workspace_id });
-        if let Some(actor) = &ended.actor {
-            payload["actor"] = json!(actor);
-        }
-        Frame::about(
-            "DRAG_ENDED",
-            ended.workspace_id,
-            payload,
-            ended.actor.as_ref(),
-        )
-    }
-
-    /// A frame about a workspace that is not part of the stream (no seq).
-    fn about(
-        event: &str,
-        workspace_id: Uuid,
-        payload: serde_json::Value,
-        actor: Option<&crate::domain::people::Actor>,
+    /// DRAG_PREVIEWS `{"previews":[…],"ended":[…]}`: one preview tick's entries (see
+    /// `volatile`), each already serialized by [`preview_entry`] or [`ended_entry`]. Volatile:
+    /// no seq, no `workspace_id` (an entry names its node), no `actor` (each entry has its own).
+    pub fn drag_previews<'a>(
+        previews: impl Iterator<Item = &'a str>,
+        ended: impl Iterator<Item = &'a str>,
     ) -> Frame {
-        let text = serde_json::to_string(&Envelope {
-            event,
-            workspace_id: Some(workspace_id),
-            timestamp: Utc::now(),
-            payload: &payload,
-            seq: None,
-            actor,
-        })
-        .expect("a JSON value always serializes");
+        let timestamp = serde_json::to_string(&Utc::now()).expect("a timestamp serializes");
+        let mut text = String::with_capacity(256);
+        text.push_str(r#"{"event":"DRAG_PREVIEWS","workspace_id":null,"timestamp":"#);
+        text.push_str(&timestamp);
+        text.push_str(r#","payload":{"previews":["#);
+        join_into(&mut text, previews);
+        text.push_str(r#"],"ended":["#);
+        join_into(&mut text, ended);
+        text.push_str("]}}");
         Frame::new(None, text)
     }
 
     pub fn resync_required(reason: &str) -> Frame {
         Frame::transient("RESYNC_REQUIRED", json!({ "reason": reason }))
+    }
+}
+
+/// One entry of DRAG_PREVIEWS' `previews`: `{"actor"?,"workspace_id","x","y"}`, in this key
+/// order (`y` last, so a reader can find the position without a parser).
+pub fn preview_entry(preview: &super::volatile::DragPreview) -> String {
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        actor: Option<&'a crate::domain::people::Actor>,
+        workspace_id: Uuid,
+        #[serde(serialize_with = "crate::domain::events::serialize_number")]
+        x: f64,
+        #[serde(serialize_with = "crate::domain::events::serialize_number")]
+        y: f64,
+    }
+    serde_json::to_string(&Entry {
+        actor: preview.actor.as_ref(),
+        workspace_id: preview.workspace_id,
+        x: preview.x,
+        y: preview.y,
+    })
+    .expect("a preview always serializes")
+}
+
+/// One entry of DRAG_PREVIEWS' `ended`: `{"actor"?,"workspace_id"}`, a drag that stopped
+/// without a drop (put the node back where the last layout event left it).
+pub fn ended_entry(ended: &super::volatile::DragEnded) -> String {
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        actor: Option<&'a crate::domain::people::Actor>,
+        workspace_id: Uuid,
+    }
+    serde_json::to_string(&Entry {
+        actor: ended.actor.as_ref(),
+        workspace_id: ended.workspace_id,
+    })
+    .expect("an ended drag always serializes")
+}
+
+fn join_into<'a>(text: &mut String, items: impl Iterator<Item = &'a str>) {
+    for (i, item) in items.enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(item);
     }
 }
 

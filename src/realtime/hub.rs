@@ -7,12 +7,12 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 use uuid::Uuid;
 
 use super::frame::Frame;
 use super::outbound::{LiveFrames, VolatileFrames};
-use super::volatile::{DragTracker, VolatileBatch, VOLATILE_QUEUE_CAP};
+use super::volatile::{DragTracker, PreviewOutbox, VolatileBatch, VOLATILE_QUEUE_CAP};
 use crate::domain::events::EventKind;
 use crate::domain::hierarchy::ParentMap;
 use crate::store::LiveEvent;
@@ -76,6 +76,13 @@ pub struct Hub {
     id: Uuid,
     /// Drags of this instance's sockets (its own lock: never taken with `inner` held).
     drags: Mutex<DragTracker>,
+    /// Wakes the drag publisher (`volatile::run`): a drag frame arrived or a socket closed.
+    drags_changed: Notify,
+    /// Previews relayed (from every instance) and not yet sent to this hub's sockets (its own
+    /// lock: taken before `inner`, never while holding it).
+    outbox: Mutex<PreviewOutbox>,
+    /// Wakes the preview sender (`volatile::deliver`): the outbox has something.
+    previews_changed: Notify,
 }
 
 /// A session's place in the hub; unregisters itself when dropped.
@@ -93,6 +100,8 @@ impl Drop for Registration {
             metrics::gauge!("canopy_ws_sessions_open").decrement(1.0);
         }
         self.hub.lock_drags().session_closed(self.id);
+        // Its drags end now: the publisher sends their ended entries without waiting.
+        self.hub.drags_changed.notify_one();
     }
 }
 
@@ -113,7 +122,16 @@ impl Hub {
             queue_capacity,
             id: Uuid::new_v4(),
             drags: Mutex::new(DragTracker::default()),
+            drags_changed: Notify::new(),
+            outbox: Mutex::new(PreviewOutbox::default()),
+            previews_changed: Notify::new(),
         })
+    }
+
+    fn lock_outbox(&self) -> MutexGuard<'_, PreviewOutbox> {
+        self.outbox
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn lock_drags(&self) -> MutexGuard<'_, DragTracker> {
@@ -236,11 +254,12 @@ impl Hub {
         *delivered = event.seq;
         metrics::counter!("canopy_ws_frames_queued_total").increment(sent);
         drop(inner);
-        // The drop's PATCH (or a removal) ends a drag of this instance without DRAG_ENDED.
+        // The drop's PATCH (or a removal) ends a drag of this instance without an `ended` entry.
         if let (Some(EventKind::WorkspaceLayoutChanged | EventKind::WorkspaceRemoved), Some(ws)) =
             (kind, event.workspace_id)
         {
             self.lock_drags().dropped(ws);
+            self.lock_outbox().dropped(ws);
         }
     }
 
@@ -259,50 +278,95 @@ impl Hub {
             actor,
             std::time::Instant::now(),
         );
+        self.drags_changed.notify_one();
     }
 
-    /// This tick's drag previews and ended drags, to publish (see `volatile::run`).
+    /// Resolves when a drag frame arrived (or a socket closed) since the last call.
+    pub async fn drags_waiting(&self) {
+        self.drags_changed.notified().await
+    }
+
+    /// The drag previews and ended drags to publish now (see `volatile::run`).
     pub fn take_drags(&self, now: std::time::Instant) -> VolatileBatch {
         self.lock_drags().tick(self.id, now)
     }
 
-    /// Fans a volatile batch (from any instance, through the Relay) out to canvas sockets:
-    /// DRAG_PREVIEW and DRAG_ENDED, each serialized once, to every canvas but the one that
-    /// sent it, into the socket's volatile queue. A full queue drops the frame: never a close,
-    /// never in the way of a sequenced event.
+    /// A volatile batch (from any instance, through the Relay): merged into what this hub's
+    /// canvas sockets get in their next DRAG_PREVIEWS frame (see [`Hub::flush_previews`]).
     pub fn deliver_volatile(&self, batch: &VolatileBatch) {
-        let frames = batch
-            .previews
-            .iter()
-            .map(|p| (p.session, Arc::new(Frame::drag_preview(p))))
-            .chain(
-                batch
-                    .ended
-                    .iter()
-                    .map(|e| (e.session, Arc::new(Frame::drag_ended(e)))),
-            )
-            // Serialized before the lock is taken.
-            .collect::<Vec<_>>();
-        let from_here = batch.hub == self.id;
-        let inner = self.lock();
-        let (mut sent, mut dropped) = (0u64, 0u64);
-        for (origin, frame) in frames {
-            for (id, entry) in &inner.sessions {
-                if entry.kill.is_none()
-                    || entry.subscriber != Subscriber::Canvas
-                    || (from_here && *id == origin)
-                {
-                    continue;
-                }
-                match entry.volatile.try_send(Arc::clone(&frame)) {
-                    Ok(()) => sent += 1,
-                    Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
-                    Err(mpsc::error::TrySendError::Closed(_)) => {}
-                }
+        if batch.is_empty() {
+            return;
+        }
+        self.lock_outbox().merge(batch);
+        self.previews_changed.notify_one();
+    }
+
+    /// Resolves when previews were relayed since the last call.
+    pub async fn previews_waiting(&self) {
+        self.previews_changed.notified().await
+    }
+
+    /// Sends the waiting previews as one DRAG_PREVIEWS frame to every canvas socket but their
+    /// senders, into the socket's volatile queue. The frame is encoded once for every socket
+    /// that gets all of the entries; a socket that sent some of them (at most one per dragging
+    /// socket of this instance) gets a copy without its own. A full queue drops the frame:
+    /// never a close, never in the way of a sequenced event. Returns whether anything was
+    /// waiting.
+    pub fn flush_previews(&self) -> bool {
+        let tick = {
+            let mut outbox = self.lock_outbox();
+            if outbox.is_empty() {
+                return false;
+            }
+            outbox.take()
+        };
+        // The sockets of this hub that sent entries, each with the frame it gets instead
+        // (`None`: all the entries were its own). Encoded before the hub's lock is taken.
+        let mut senders: HashMap<u64, Option<Arc<Frame>>> = HashMap::new();
+        for entry in tick.previews.iter().chain(&tick.ended) {
+            if entry.origin.hub == self.id {
+                senders.entry(entry.origin.session).or_insert(None);
             }
         }
+        for (session, frame) in senders.iter_mut() {
+            let others = |e: &&super::volatile::Entry| {
+                e.origin.hub != self.id || e.origin.session != *session
+            };
+            let previews = tick.previews.iter().filter(others).map(|e| e.json.as_str());
+            let ended = tick.ended.iter().filter(others).map(|e| e.json.as_str());
+            let (previews, ended): (Vec<_>, Vec<_>) = (previews.collect(), ended.collect());
+            if !(previews.is_empty() && ended.is_empty()) {
+                *frame = Some(Arc::new(Frame::drag_previews(
+                    previews.into_iter(),
+                    ended.into_iter(),
+                )));
+            }
+        }
+        let shared = Arc::new(Frame::drag_previews(
+            tick.previews.iter().map(|e| e.json.as_str()),
+            tick.ended.iter().map(|e| e.json.as_str()),
+        ));
+        let inner = self.lock();
+        let (mut sent, mut dropped) = (0u64, 0u64);
+        for (id, entry) in &inner.sessions {
+            if entry.kill.is_none() || entry.subscriber != Subscriber::Canvas {
+                continue;
+            }
+            let frame = match senders.get(id) {
+                None => &shared,
+                Some(Some(own)) => own,
+                Some(None) => continue,
+            };
+            match entry.volatile.try_send(Arc::clone(frame)) {
+                Ok(()) => sent += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => dropped += 1,
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        drop(inner);
         metrics::counter!("canopy_ws_volatile_queued_total").increment(sent);
         metrics::counter!("canopy_ws_volatile_dropped_total").increment(dropped);
+        true
     }
 
     /// Closes every socket opened with `key_id` (the key was revoked). Returns how many.
@@ -491,6 +555,8 @@ mod tests {
                 }],
                 ended: vec![],
             });
+            // One tick per batch: each becomes a frame of its own.
+            assert!(hub.flush_previews());
         }
         assert!(
             slow.kill.try_recv().is_err(),
@@ -509,6 +575,169 @@ mod tests {
             kept += 1;
         }
         assert_eq!(kept, VOLATILE_QUEUE_CAP, "the rest were dropped");
+    }
+
+    fn preview(ws: Uuid, x: f64, session: u64) -> crate::realtime::volatile::DragPreview {
+        crate::realtime::volatile::DragPreview {
+            workspace_id: ws,
+            x,
+            y: 0.0,
+            session,
+            actor: None,
+        }
+    }
+
+    fn payload(frame: &Frame) -> serde_json::Value {
+        let value: serde_json::Value = serde_json::from_str(&frame.text).unwrap();
+        assert_eq!(value["event"], "DRAG_PREVIEWS", "{value}");
+        assert!(value.get("seq").is_none());
+        value["payload"].clone()
+    }
+
+    /// `(workspace_id, x)` of each preview in a DRAG_PREVIEWS payload, sorted.
+    fn positions(payload: &serde_json::Value) -> Vec<(String, f64)> {
+        let mut all: Vec<(String, f64)> = payload["previews"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["workspace_id"].as_str().unwrap().to_string(),
+                    p["x"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+
+    #[tokio::test]
+    async fn one_tick_of_previews_from_every_instance_is_one_frame_with_the_latest_positions() {
+        use crate::realtime::volatile::{DragEnded, VolatileBatch};
+        let hub = Hub::new(ParentMap::new(), 0);
+        let (_watcher, _live, mut watcher) = hub.register_socket(Subscriber::Canvas, None);
+        let (_other, _other_live, mut other) = hub.register_socket(Subscriber::Canvas, None);
+        let (_agent, _agent_live, mut agent) =
+            hub.register_socket(Subscriber::Workspace(Uuid::new_v4()), None);
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (elsewhere, also_elsewhere) = (Uuid::new_v4(), Uuid::new_v4());
+        hub.deliver_volatile(&VolatileBatch {
+            hub: elsewhere,
+            previews: vec![preview(a, 1.0, 7), preview(c, 1.0, 8)],
+            ended: vec![],
+        });
+        hub.deliver_volatile(&VolatileBatch {
+            hub: also_elsewhere,
+            previews: vec![preview(b, 1.0, 7)],
+            ended: vec![],
+        });
+        hub.deliver_volatile(&VolatileBatch {
+            hub: elsewhere,
+            previews: vec![preview(a, 2.0, 7)],
+            // c's drag stopped without a drop: its waiting position goes, the end stays.
+            ended: vec![DragEnded {
+                workspace_id: c,
+                session: 8,
+                actor: None,
+            }],
+        });
+        assert!(watcher.try_recv().is_err(), "nothing before the tick");
+        assert!(hub.flush_previews());
+        let frame = watcher.try_recv().unwrap();
+        let sent = payload(&frame);
+        let mut expected = vec![(a.to_string(), 2.0), (b.to_string(), 1.0)];
+        expected.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(positions(&sent), expected, "{sent}");
+        assert_eq!(sent["ended"], json!([{ "workspace_id": c }]));
+        assert!(watcher.try_recv().is_err(), "one frame per tick");
+        let shared = other.try_recv().unwrap();
+        assert!(Arc::ptr_eq(&frame, &shared), "encoded once for both");
+        assert!(agent.try_recv().is_err(), "agents get no previews");
+        assert!(!hub.flush_previews(), "nothing left");
+    }
+
+    #[tokio::test]
+    async fn a_dragging_socket_gets_the_tick_without_its_own_previews() {
+        use crate::realtime::volatile::VolatileBatch;
+        let hub = Hub::new(ParentMap::new(), 0);
+        let (dragger, _live, mut dragger_frames) = hub.register_socket(Subscriber::Canvas, None);
+        let (lone, _lone_live, mut lone_frames) = hub.register_socket(Subscriber::Canvas, None);
+        let (_watcher, _watcher_live, mut watcher) = hub.register_socket(Subscriber::Canvas, None);
+        let (mine, theirs, lonely) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        hub.deliver_volatile(&VolatileBatch {
+            hub: hub.id,
+            previews: vec![
+                preview(mine, 1.0, dragger.id),
+                preview(lonely, 3.0, lone.id),
+            ],
+            ended: vec![],
+        });
+        hub.deliver_volatile(&VolatileBatch {
+            hub: Uuid::new_v4(),
+            // The same session number on another instance is another socket.
+            previews: vec![preview(theirs, 2.0, dragger.id)],
+            ended: vec![],
+        });
+        assert!(hub.flush_previews());
+        assert_eq!(
+            watcher
+                .try_recv()
+                .unwrap()
+                .text
+                .matches("workspace_id")
+                .count(),
+            4
+        );
+        let own = payload(&dragger_frames.try_recv().unwrap());
+        let mut expected = vec![(theirs.to_string(), 2.0), (lonely.to_string(), 3.0)];
+        expected.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(positions(&own), expected);
+        let lone_sees = payload(&lone_frames.try_recv().unwrap());
+        let mut expected = vec![(mine.to_string(), 1.0), (theirs.to_string(), 2.0)];
+        expected.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(positions(&lone_sees), expected);
+
+        // A tick made only of one socket's own previews sends that socket nothing.
+        hub.deliver_volatile(&VolatileBatch {
+            hub: hub.id,
+            previews: vec![preview(mine, 5.0, dragger.id)],
+            ended: vec![],
+        });
+        assert!(hub.flush_previews());
+        assert!(dragger_frames.try_recv().is_err());
+        assert_eq!(
+            positions(&payload(&watcher.try_recv().unwrap())),
+            [(mine.to_string(), 5.0)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_position_waiting_for_the_tick_is_not_sent_after_its_drop() {
+        use crate::realtime::volatile::VolatileBatch;
+        let hub = Hub::new(ParentMap::new(), 0);
+        let (_watcher, mut live, mut watcher) = hub.register_socket(Subscriber::Canvas, None);
+        let (dropped, dragged) = (Uuid::new_v4(), Uuid::new_v4());
+        hub.deliver_volatile(&VolatileBatch {
+            hub: Uuid::new_v4(),
+            previews: vec![preview(dropped, 1.0, 1), preview(dragged, 1.0, 2)],
+            ended: vec![],
+        });
+        hub.deliver(&event(
+            1,
+            EventKind::WorkspaceLayoutChanged,
+            dropped,
+            json!({"x": 9}),
+        ));
+        assert_eq!(
+            live.try_recv().unwrap().seq,
+            Some(1),
+            "the event does not wait"
+        );
+        assert!(hub.flush_previews());
+        assert_eq!(
+            positions(&payload(&watcher.try_recv().unwrap())),
+            [(dragged.to_string(), 1.0)]
+        );
     }
 
     #[tokio::test]

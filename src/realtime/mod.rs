@@ -7,6 +7,7 @@ pub mod inbound;
 pub mod outbound;
 pub mod presence;
 pub mod session;
+pub mod trim;
 pub mod volatile;
 
 pub use hub::{CloseReason, Hub, Subscriber};

@@ -54,7 +54,11 @@ pub async fn run(
     mut socket: actix_ws::Session,
     mut inbound: Inbound,
 ) {
-    let close = match greet(&ctx, subscriber, resume, &registration, &mut socket).await {
+    // Boxed: a task's allocation is as big as its largest state, and an idle socket holds its
+    // task for hours in `serve`; the greeting's state (the resume replay and its store round
+    // trips) then lives in a box of its own, freed once the greeting is sent.
+    let greeting = Box::pin(greet(&ctx, subscriber, resume, &registration, &mut socket)).await;
+    let close = match greeting {
         Some(last_sent) => {
             gate.open(last_sent);
             serve(&ctx, registration, &mut inbound, &mut socket).await

@@ -1,17 +1,28 @@
 //! The volatile lane: drag previews beside the sequenced stream (DESIGN "Volatile messages").
 //!
 //! A canvas socket sends `{"type":"drag","workspace_id","x","y"}` while a person drags a node.
-//! Each instance keeps only the latest position per node ([`DragTracker`]) and, every
-//! [`DRAG_TICK`], publishes what moved as one [`VolatileBatch`] on the backplane's volatile
-//! channel (Redis `<prefix>volatile:broadcast`, never `events:broadcast`). Every instance's
-//! Relay hands a batch to its Hub, which sends DRAG_PREVIEW to every other canvas socket
-//! through a small queue of its own per socket, written only when no sequenced frame is
-//! waiting, and dropped when full: previews have no seq, are not stored, not replayed, and a
-//! slow canvas loses previews, never events.
+//! The instance that holds the socket keeps the latest position per node ([`DragTracker`]) and
+//! publishes what moved as one [`VolatileBatch`] on the backplane's volatile channel (Redis
+//! `<prefix>volatile:broadcast`, never `events:broadcast`) as soon as its publisher is free:
+//! positions that arrive while a publish is in flight are coalesced into the next one, and no
+//! timer holds them back.
+//!
+//! Every instance's Relay hands a batch to its Hub, which merges it into a [`PreviewOutbox`]
+//! (latest position per node wins, from whichever instance) and, at most once per preview
+//! tick ([`DEFAULT_PREVIEW_TICK`], `DRAG_PREVIEW_TICK_MS`), sends every canvas socket ONE
+//! DRAG_PREVIEWS frame with all of that tick's previews and ended drags. The frame is encoded
+//! once for all the sockets that get the same set; only the few sockets that dragged in the
+//! tick get a copy without their own entries. A socket therefore gets at most one preview
+//! frame per tick however many people drag on however many instances. The first preview after
+//! a quiet tick goes out at once (the tick only spaces frames, it never delays the first).
+//!
+//! Each socket receives them through a small queue of its own, written only when no sequenced
+//! frame is waiting, and dropped when full: previews have no seq, are not stored, not replayed,
+//! and a slow canvas loses previews, never events.
 //!
 //! A drag ends silently when its node's WORKSPACE_LAYOUT_CHANGED (the drop's PATCH) or
 //! WORKSPACE_REMOVED is delivered; otherwise — its socket closed, or no frame for
-//! [`DRAG_IDLE_TIMEOUT`] — it ends with DRAG_ENDED, so other canvases put the node back.
+//! [`DRAG_IDLE_TIMEOUT`] — it ends with an `ended` entry, so other canvases put the node back.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,15 +30,19 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
+use tokio::time::Instant as TokioInstant;
 use uuid::Uuid;
 
 use super::Hub;
 use crate::domain::people::Actor;
 use crate::events::Backplane;
 
-/// How often an instance publishes the latest drag positions (about 30 per second).
-pub const DRAG_TICK: Duration = Duration::from_millis(33);
-/// A drag with no frame for this long, and no drop, ends with DRAG_ENDED.
+/// The shortest time between two DRAG_PREVIEWS frames to one socket (about 30 per second),
+/// unless `DRAG_PREVIEW_TICK_MS` says otherwise.
+pub const DEFAULT_PREVIEW_TICK: Duration = Duration::from_millis(33);
+/// How often an instance looks for drags that went idle (ended without a drop).
+pub const DRAG_IDLE_CHECK: Duration = Duration::from_millis(100);
+/// A drag with no frame for this long, and no drop, ends with an `ended` entry (DRAG_PREVIEWS).
 pub const DRAG_IDLE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Drag frames one socket may send per second (a canvas sends about 30); more are dropped and
 /// counted in `canopy_ws_drag_frames_dropped_total`.
@@ -118,14 +133,14 @@ impl DragTracker {
     }
 
     /// The node's authoritative position (or its removal) was delivered: the drag is over and
-    /// needs no DRAG_ENDED. A position not yet published goes too: sent after the drop, it
-    /// would draw the node back at a stale spot on other canvases with no DRAG_ENDED to follow.
+    /// needs no `ended` entry. A position not yet published goes too: sent after the drop, it
+    /// would draw the node back at a stale spot on other canvases with no `ended` entry to follow.
     pub fn dropped(&mut self, workspace_id: Uuid) {
         self.active.remove(&workspace_id);
         self.pending.remove(&workspace_id);
     }
 
-    /// A socket closed: its drags end now (with DRAG_ENDED), and its unpublished positions go.
+    /// A socket closed: its drags end now (with `ended` entries), and its unpublished positions go.
     pub fn session_closed(&mut self, session: u64) {
         self.pending.retain(|_, p| p.session != session);
         let ended: Vec<Uuid> = self
@@ -196,14 +211,17 @@ impl DragRate {
     }
 }
 
-/// Publishes this instance's drags every [`DRAG_TICK`] until `shutdown` flips. A failed
-/// publish loses that tick's previews, which the next tick supersedes.
+/// Publishes this instance's drags until `shutdown` flips: as soon as a drag frame arrives
+/// (positions that arrive during a publish go in the next one), and every [`DRAG_IDLE_CHECK`]
+/// for drags that went idle. A failed publish loses those previews, which the next position
+/// supersedes.
 pub async fn run(hub: Arc<Hub>, backplane: Backplane, mut shutdown: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(DRAG_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut idle_check = tokio::time::interval(DRAG_IDLE_CHECK);
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tokio::select! {
-            _ = tick.tick() => {}
+            _ = hub.drags_waiting() => {}
+            _ = idle_check.tick() => {}
             _ = shutdown.changed() => return,
         }
         let batch = hub.take_drags(Instant::now());
@@ -213,6 +231,123 @@ pub async fn run(hub: Arc<Hub>, backplane: Backplane, mut shutdown: watch::Recei
         if let Err(e) = backplane.publish_volatile(batch).await {
             metrics::counter!("canopy_volatile_publish_failures_total").increment(1);
             tracing::debug!(error = %e, "drag previews not published");
+        }
+    }
+}
+
+/// Where a preview came from: the hub (instance) and its socket there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub hub: Uuid,
+    pub session: u64,
+}
+
+/// One entry of a DRAG_PREVIEWS frame, serialized once, with the socket it came from (which
+/// does not get it back).
+pub struct Entry {
+    pub origin: Origin,
+    /// The entry's JSON object, as in the frame's `previews` or `ended` array.
+    pub json: String,
+}
+
+/// What one preview tick sends: the latest position per node, and the drags that ended.
+#[derive(Default)]
+pub struct PreviewTick {
+    pub previews: Vec<Entry>,
+    pub ended: Vec<Entry>,
+}
+
+impl PreviewTick {
+    pub fn is_empty(&self) -> bool {
+        self.previews.is_empty() && self.ended.is_empty()
+    }
+}
+
+/// The receiving side: previews and ended drags relayed (from every instance) since this
+/// hub's last DRAG_PREVIEWS frame. The latest position per node wins; an ended drag takes its
+/// node's older position out, so a frame never shows a node after its drag ended.
+#[derive(Default)]
+pub struct PreviewOutbox {
+    previews: HashMap<Uuid, (Origin, DragPreview)>,
+    ended: Vec<(Origin, DragEnded)>,
+}
+
+impl PreviewOutbox {
+    /// Adds one instance's batch. A batch's ended drags are older than its previews (a
+    /// tracker forgets a drag when it ends it, so a preview of the same node in the same batch
+    /// is a newer drag), and a frame lists ended drags for the page to apply first.
+    pub fn merge(&mut self, batch: &VolatileBatch) {
+        for ended in &batch.ended {
+            let origin = Origin {
+                hub: batch.hub,
+                session: ended.session,
+            };
+            if matches!(self.previews.get(&ended.workspace_id), Some((o, _)) if *o == origin) {
+                self.previews.remove(&ended.workspace_id);
+            }
+            self.ended.push((origin, ended.clone()));
+        }
+        for preview in &batch.previews {
+            let origin = Origin {
+                hub: batch.hub,
+                session: preview.session,
+            };
+            self.previews
+                .insert(preview.workspace_id, (origin, preview.clone()));
+        }
+    }
+
+    /// The node's layout event (its drop) or removal was delivered: a position still waiting
+    /// here was sent before it and would draw the node at a stale spot.
+    pub fn dropped(&mut self, workspace_id: Uuid) {
+        self.previews.remove(&workspace_id);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.previews.is_empty() && self.ended.is_empty()
+    }
+
+    /// Takes everything waiting, each entry serialized once.
+    pub fn take(&mut self) -> PreviewTick {
+        PreviewTick {
+            previews: self
+                .previews
+                .drain()
+                .map(|(_, (origin, p))| Entry {
+                    origin,
+                    json: super::frame::preview_entry(&p),
+                })
+                .collect(),
+            ended: self
+                .ended
+                .drain(..)
+                .map(|(origin, e)| Entry {
+                    origin,
+                    json: super::frame::ended_entry(&e),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Sends this hub's waiting previews to its canvas sockets until `shutdown` flips: at once
+/// when the last frame went out at least `tick` ago, otherwise when `tick` has passed since
+/// it, so each socket gets at most one DRAG_PREVIEWS frame per `tick`.
+pub async fn deliver(hub: Arc<Hub>, tick: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut last_sent: Option<TokioInstant> = None;
+    loop {
+        tokio::select! {
+            _ = hub.previews_waiting() => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Some(due) = last_sent.map(|t| t + tick) {
+            tokio::select! {
+                _ = tokio::time::sleep_until(due) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+        if hub.flush_previews() {
+            last_sent = Some(TokioInstant::now());
         }
     }
 }

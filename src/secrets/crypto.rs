@@ -48,13 +48,19 @@ const WRAP_AD_DOMAIN: &[u8] = b"canopy/secrets/wrap/v1";
 pub enum CryptoError {
     /// The configured master key is not base64 of exactly 32 bytes.
     #[error("{name} must be base64 of 32 bytes")]
-    InvalidMasterKey { name: String },
+    InvalidMasterKey {
+        /// The environment variable holding the bad key.
+        name: String,
+    },
     /// The row was wrapped by a master key that is in neither slot of the keyring.
     #[error(
         "secret was encrypted with master key id {key_id}, which is not configured \
          (set SECRETS_ENCRYPTION_KEY_PREVIOUS to finish a rotation)"
     )]
-    UnknownKeyId { key_id: String },
+    UnknownKeyId {
+        /// The 16-hex-digit id stored with the row ([`MasterKey::key_id`]).
+        key_id: String,
+    },
     /// Authentication failed: wrong master key, corrupted bytes, or a row moved to another binding.
     #[error(
         "secret could not be decrypted (wrong key, corrupted data, or value moved between rows)"
@@ -168,6 +174,7 @@ pub struct Keyring {
 }
 
 impl Keyring {
+    /// `current` wraps new secrets; `previous`, during a rotation, still opens old rows.
     pub fn new(current: MasterKey, previous: Option<MasterKey>) -> Self {
         Self { current, previous }
     }
@@ -184,11 +191,15 @@ impl Keyring {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
+    /// Belongs to one workspace and overrides a global secret of the same name for it.
     Workspace,
+    /// Installation-wide: every workspace gets it unless it has its own of the same name.
     Global,
 }
 
 impl Scope {
+    /// `"workspace"` or `"global"`: the JSON spelling, also bound into the ciphertext's
+    /// associated data.
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Workspace => "workspace",
@@ -228,14 +239,17 @@ impl SecretBinding {
         }
     }
 
+    /// Workspace or global.
     pub fn scope(&self) -> Scope {
         self.scope
     }
 
+    /// The workspace id as given to [`SecretBinding::workspace`]; `None` for a global secret.
     pub fn workspace_id(&self) -> Option<&str> {
         self.workspace_id.as_deref()
     }
 
+    /// The secret's name.
     pub fn key(&self) -> &str {
         &self.key
     }
@@ -282,14 +296,18 @@ pub struct SealedSecret {
 pub struct SecretValue(Vec<u8>);
 
 impl SecretValue {
+    /// Takes ownership of plaintext bytes; they are wiped when the value is dropped.
     pub fn new(bytes: Vec<u8>) -> Self {
         Self(bytes)
     }
 
+    /// The plaintext bytes: the one deliberate way to read a value. Never log the result.
     pub fn expose(&self) -> &[u8] {
         &self.0
     }
 
+    /// The plaintext as text. Errors: [`CryptoError::NotUtf8`] when the bytes are not UTF-8
+    /// (the error does not say where, as that would reveal something of the value).
     pub fn expose_str(&self) -> Result<&str, CryptoError> {
         // The Utf8Error is dropped: its position detail says something about the value.
         std::str::from_utf8(&self.0).map_err(|_| CryptoError::NotUtf8)

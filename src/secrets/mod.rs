@@ -8,6 +8,8 @@
 //! Values never appear in logs, errors, events or `Debug` output: plaintext travels as
 //! [`SecretValue`] (which prints `[redacted]`), key material as [`MasterKey`] or [`KeyText`].
 
+#![warn(missing_docs)]
+
 pub mod crypto;
 pub mod rotation;
 
@@ -63,6 +65,8 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 pub struct KeyText(String);
 
 impl KeyText {
+    /// Wraps the variable's text as read (already trimmed by the configuration); not checked
+    /// until [`KeyText::master_key`].
     pub fn new(text: impl Into<String>) -> Self {
         KeyText(text.into())
     }
@@ -118,10 +122,14 @@ impl Secrets {
         }
     }
 
+    /// A service over a ready keyring (`None`: secret writes disabled); for tests and tools
+    /// that build keys themselves instead of reading the configuration.
     pub fn with_keyring(keyring: Option<Keyring>) -> Secrets {
         Secrets { keyring }
     }
 
+    /// The keyring, or `None` when no master key is configured (reads of values impossible,
+    /// listings of names still work).
     pub fn keyring(&self) -> Option<&Keyring> {
         self.keyring.as_ref()
     }
@@ -153,6 +161,9 @@ impl Secrets {
 pub struct SecretKey(String);
 
 impl SecretKey {
+    /// Checks a name against the pattern above. Errors: a [`FieldError`] on `key` when it is
+    /// empty, longer than 128 characters, or has a character outside `[A-Za-z0-9_]` (or starts
+    /// with a digit).
     pub fn parse(raw: &str) -> Result<SecretKey, FieldError> {
         let mut chars = raw.chars();
         let valid = match chars.next() {
@@ -172,6 +183,7 @@ impl SecretKey {
         Ok(SecretKey(raw.to_owned()))
     }
 
+    /// The name as given (case is kept: `API_KEY` and `api_key` are two secrets).
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -194,10 +206,17 @@ pub fn parse_value(raw: Option<String>) -> Result<SecretValue, FieldError> {
 /// One entry of a secrets listing: never a value.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SecretSummary {
+    /// The secret's name ([`SecretKey`] rules).
     pub key: String,
+    /// Always `true`: a listed secret has a stored (sealed) value; kept in the shape for the
+    /// reference platform's clients, which read it.
     pub has_value: bool,
+    /// Where the listed entry comes from: the workspace's own, or a global it does not
+    /// override.
     pub scope: Scope,
+    /// When the secret was first written (UTC).
     pub created_at: DateTime<Utc>,
+    /// When its value was last replaced (UTC); equal to `created_at` if never.
     pub updated_at: DateTime<Utc>,
 }
 
@@ -237,8 +256,11 @@ pub fn merged_listing(
 /// A secret that could not be decrypted: where it lives and why, never its bytes.
 #[derive(Debug)]
 pub struct DecryptFailure {
+    /// Whether the failing row is the workspace's own or a global one.
     pub scope: Scope,
+    /// The secret's name.
     pub key: String,
+    /// Why it did not open (unknown key id, failed authentication, …).
     pub error: CryptoError,
 }
 
@@ -254,10 +276,13 @@ impl fmt::Display for DecryptFailure {
     }
 }
 
+/// Why [`workspace_bundle`] returned no secrets.
 #[derive(Debug, thiserror::Error)]
 pub enum BundleError {
+    /// No live workspace has this id (never created, or removed).
     #[error("workspace not found")]
     WorkspaceNotFound,
+    /// The database could not be read (busy, down, or a query failed).
     #[error(transparent)]
     Store(#[from] StoreError),
     /// At least one value failed to decrypt; the whole bundle is refused.

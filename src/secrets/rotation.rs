@@ -21,7 +21,9 @@ pub const ROTATION_BATCH_SIZE: usize = 100;
 /// Where a rotation stands: the table being walked and the last id seen in it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cursor {
+    /// The table being walked: workspace secrets, then global ones.
     pub scope: Scope,
+    /// The last row id handled in that table; `None` starts at the beginning.
     pub after: Option<Uuid>,
 }
 
@@ -38,9 +40,13 @@ impl Cursor {
 /// A row that could not be re-wrapped: where it lives and why (never any bytes of it).
 #[derive(Debug)]
 pub struct RotationFailure {
+    /// Which table the row is in.
     pub scope: Scope,
+    /// The owning workspace; `None` for a global secret.
     pub workspace_id: Option<Uuid>,
+    /// The secret's name.
     pub key: String,
+    /// Why it could not be re-wrapped: its key id is not configured, or authentication failed.
     pub error: CryptoError,
 }
 
@@ -56,9 +62,11 @@ impl fmt::Display for RotationFailure {
 /// What one batch did.
 #[derive(Debug)]
 pub struct BatchOutcome {
+    /// Rows moved to the current master key in this batch.
     pub rewrapped: usize,
     /// Rows rewritten by someone else between read and update (they keep their new value).
     pub changed_concurrently: usize,
+    /// Rows left untouched because they could not be re-wrapped.
     pub failed: Vec<RotationFailure>,
     /// Where the next batch starts; `None` when both tables have been walked.
     pub next: Option<Cursor>,
@@ -67,9 +75,15 @@ pub struct BatchOutcome {
 /// What a whole rotation did.
 #[derive(Debug, Default)]
 pub struct RotationReport {
+    /// Transactions run (one per batch of at most [`ROTATION_BATCH_SIZE`] rows).
     pub batches: usize,
+    /// Rows moved to the current master key, over all batches.
     pub rewrapped: usize,
+    /// Rows rewritten by a concurrent write between read and update; they keep the value that
+    /// write stored.
     pub changed_concurrently: usize,
+    /// Every row that could not be re-wrapped; a non-empty list makes the command fail after
+    /// finishing the rest.
     pub failed: Vec<RotationFailure>,
 }
 

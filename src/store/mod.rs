@@ -5,10 +5,10 @@ pub mod activity;
 pub mod agents;
 pub mod approvals;
 pub mod backup;
+pub mod batcher;
 pub mod canvas;
 pub mod connection;
 pub mod events;
-pub mod group_commit;
 pub mod idempotency;
 pub mod keys;
 pub mod leases;
@@ -17,7 +17,6 @@ pub mod secrets;
 pub mod sql_types;
 pub mod tokens;
 pub mod workspaces;
-pub mod write_batch;
 
 use std::time::Duration;
 

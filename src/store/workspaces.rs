@@ -560,59 +560,131 @@ pub fn find_many(conn: &mut DbConnection, ids: &[Uuid]) -> QueryResult<Vec<Works
     Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
 }
 
-/// The one-statement heartbeat: writes the columns only if the workspace is in one of
-/// `quiet` (statuses this heartbeat does not move) and its task is unchanged. Returns whether
-/// it applied; if not, the caller takes the full path.
-pub fn record_quiet_heartbeat(
+/// A heartbeat to write only if it changes nothing anyone watches (see
+/// [`record_quiet_heartbeats`]).
+#[derive(Clone, Debug)]
+pub struct QuietBeat {
+    pub workspace_id: Uuid,
+    pub columns: HeartbeatColumns,
+    /// The statuses this heartbeat leaves where they are (at most four: online, degraded,
+    /// failed, paused); in any other status it would move the workspace, so it is not written.
+    pub quiet: Vec<WorkspaceStatus>,
+}
+
+/// Rows of one [`record_quiet_heartbeats`] statement come in these sizes (the batch is padded
+/// to the next one by repeating its last row), so the statement's text takes one of nine
+/// shapes and each connection prepares it once per shape. The batcher's batches are at most
+/// 256.
+const HEARTBEAT_ROWS: [usize; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+/// Bind parameters per row: id, error rate, sample error, active tasks, uptime, task, and the
+/// four quiet statuses.
+const HEARTBEAT_ROW_PARAMS: usize = 10;
+
+#[derive(QueryableByName)]
+struct WrittenId {
+    #[diesel(sql_type = super::sql_types::SqlUuid)]
+    id: DbUuid,
+}
+
+/// The batched quiet heartbeat: ONE statement for many agents,
+/// `WITH v(…) AS (VALUES (…), …) UPDATE workspaces SET … FROM v WHERE id = v.workspace AND
+/// status IN (v's quiet statuses) AND COALESCE(current_task, '') = v.task RETURNING id`.
+/// Each row is written only if its workspace is in one of its `quiet` statuses and its task is
+/// unchanged (an empty task matches none); the rest are left untouched for the caller's full
+/// path. Returns the ids written. `beats` must name distinct workspaces (a workspace named
+/// twice is written with one of its rows) and hold at most 256.
+///
+/// Runs in autocommit: one round trip, no transaction, no stream lock (it appends no event).
+/// PostgreSQL and SQLite (3.33+: `UPDATE … FROM`; 3.35+: `RETURNING`) take the same text but
+/// for the placeholders.
+pub fn record_quiet_heartbeats(
     conn: &mut DbConnection,
-    id: Uuid,
-    beat: &HeartbeatColumns,
-    quiet: &[WorkspaceStatus],
+    beats: &[&QuietBeat],
     now: DateTime<Utc>,
-) -> QueryResult<bool> {
-    // Always four alternatives (the list padded with its last status) instead of `eq_any`:
-    // the statement's text then never varies, so the prepared statement is reused — this is
-    // the hottest write in the system.
-    debug_assert!(
-        quiet.len() <= 4,
-        "at most online, degraded, failed and paused are quiet"
+) -> QueryResult<Vec<Uuid>> {
+    let Some(&last) = beats.last() else {
+        return Ok(Vec::new());
+    };
+    let rows = HEARTBEAT_ROWS
+        .iter()
+        .copied()
+        .find(|n| *n >= beats.len())
+        .ok_or_else(|| {
+            diesel::result::Error::QueryBuilderError("over 256 heartbeats in one batch".into())
+        })?;
+    // Padding repeats the last row: the same values for the same workspace, written once.
+    let padded = beats
+        .iter()
+        .copied()
+        .chain(std::iter::repeat(last))
+        .take(rows);
+    macro_rules! run {
+        ($conn:expr, $backend:ty, $placeholder:expr) => {{
+            let sql = quiet_heartbeats_sql(rows, $placeholder);
+            let mut query = diesel::sql_query(sql).into_boxed::<$backend>();
+            for beat in padded {
+                let cols = &beat.columns;
+                let status = |i: usize| {
+                    beat.quiet
+                        .get(i)
+                        .or(beat.quiet.last())
+                        .map(|s| s.as_str())
+                        // No quiet status: a value no row has, so nothing is written.
+                        .unwrap_or("")
+                };
+                query = query
+                    .bind::<super::sql_types::SqlUuid, _>(DbUuid(beat.workspace_id))
+                    .bind::<diesel::sql_types::Double, _>(cols.error_rate)
+                    .bind::<diesel::sql_types::Text, _>(cols.sample_error.clone())
+                    .bind::<diesel::sql_types::Integer, _>(cols.active_tasks)
+                    .bind::<diesel::sql_types::BigInt, _>(cols.uptime_seconds)
+                    .bind::<diesel::sql_types::Text, _>(cols.current_task.clone())
+                    .bind::<diesel::sql_types::Text, _>(status(0))
+                    .bind::<diesel::sql_types::Text, _>(status(1))
+                    .bind::<diesel::sql_types::Text, _>(status(2))
+                    .bind::<diesel::sql_types::Text, _>(status(3));
+            }
+            query
+                .bind::<super::sql_types::SqlTimestamp, _>(DbTime(now))
+                .load::<WrittenId>($conn)?
+        }};
+    }
+    let written = match conn {
+        DbConnection::Postgres(c) => run!(c, diesel::pg::Pg, |n: usize| format!("${n}")),
+        DbConnection::Sqlite(c) => run!(c, diesel::sqlite::Sqlite, |_: usize| "?".to_string()),
+    };
+    Ok(written.into_iter().map(|w| w.id.0).collect())
+}
+
+/// The text of [`record_quiet_heartbeats`] for `rows` rows; `placeholder(n)` is the n-th
+/// (1-based) bind parameter.
+fn quiet_heartbeats_sql(rows: usize, placeholder: impl Fn(usize) -> String) -> String {
+    use std::fmt::Write;
+    let mut sql = String::from(
+        "WITH v (workspace, error_rate, sample_error, active_tasks, uptime_seconds, task, s0, s1, s2, s3) AS (VALUES ",
     );
-    let Some(last) = quiet.last() else {
-        return Ok(false);
-    };
-    let status = |i: usize| quiet.get(i).unwrap_or(last).as_str();
-    let target = workspaces::table
-        .filter(workspaces::id.eq(DbUuid(id)))
-        .filter(
-            workspaces::status
-                .eq(status(0))
-                .or(workspaces::status.eq(status(1)))
-                .or(workspaces::status.eq(status(2)))
-                .or(workspaces::status.eq(status(3))),
-        );
-    let columns = || {
-        (
-            workspaces::last_error_rate.eq(beat.error_rate),
-            workspaces::last_sample_error.eq(Some(beat.sample_error.as_str())),
-            workspaces::active_tasks.eq(beat.active_tasks),
-            workspaces::uptime_seconds.eq(beat.uptime_seconds),
-            workspaces::last_heartbeat_at.eq(Some(DbTime(now))),
-        )
-    };
-    let changed = if beat.current_task.is_empty() {
-        let no_task = workspaces::current_task
-            .is_null()
-            .or(workspaces::current_task.eq(""));
-        diesel::update(target.filter(no_task))
-            .set(columns())
-            .execute(conn)?
-    } else {
-        let same_task = workspaces::current_task.eq(beat.current_task.as_str());
-        diesel::update(target.filter(same_task))
-            .set(columns())
-            .execute(conn)?
-    };
-    Ok(changed == 1)
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for param in 0..HEARTBEAT_ROW_PARAMS {
+            if param > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&placeholder(row * HEARTBEAT_ROW_PARAMS + param + 1));
+        }
+        sql.push(')');
+    }
+    let now = placeholder(rows * HEARTBEAT_ROW_PARAMS + 1);
+    let _ = write!(
+        sql,
+        ") UPDATE workspaces SET last_error_rate = v.error_rate, \
+         last_sample_error = v.sample_error, active_tasks = v.active_tasks, \
+         uptime_seconds = v.uptime_seconds, last_heartbeat_at = {now} \
+         FROM v WHERE workspaces.id = v.workspace \
+         AND workspaces.status IN (v.s0, v.s1, v.s2, v.s3) \
+         AND COALESCE(workspaces.current_task, '') = v.task \
+         RETURNING id"
+    );
+    sql
 }
 
 /// A workspace on the canvas: its id, its parent, and its layout row if it has one.

@@ -73,7 +73,7 @@ function applyEvent(frame) {
 function applyTransient(frame) {
   if (frame.event === 'CONNECTED') loadPresence();
   else if (frame.event === 'PRESENCE_JOINED' || frame.event === 'PRESENCE_LEFT') onPresenceFrame(frame);
-  else if (frame.event === 'DRAG_PREVIEW' || frame.event === 'DRAG_ENDED') onDragFrame(frame, isDraggingHere);
+  else if (frame.event === 'DRAG_PREVIEWS') onDragFrame(frame, isDraggingHere);
   else applyEvent(frame);
 }
 

@@ -26,7 +26,7 @@ const ZOOM_MAX = 4; // the server accepts (0, 10]
 export const nodes = new Map();
 /** id -> {x,y}: where a dragged card is shown until its PATCH settles. */
 export const overrides = new Map();
-/** id -> {x,y}: where another person is dragging a card right now (DRAG_PREVIEW). */
+/** id -> {x,y}: where another person is dragging a card right now (DRAG_PREVIEWS). */
 export const previews = new Map();
 /** id -> box its ancestors keep using while it is dragged. */
 export const frozenBoxes = new Map();

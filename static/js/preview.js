@@ -1,7 +1,8 @@
 // Nodes move while they are dragged (issue 15): this page's drag sends its position on the
 // socket (at most ~30 frames a second, the last one repeated while the pointer rests so the
-// server does not end the drag), and other people's drags arrive as DRAG_PREVIEW and are drawn
-// until their drop (the layout event) or DRAG_ENDED puts the card where the server says.
+// server does not end the drag), and other people's drags arrive in DRAG_PREVIEWS frames (one
+// per server tick, with every drag of that tick) and are drawn until their drop (the layout
+// event) or an `ended` entry puts the card where the server says.
 
 import { fitUp, nodes, previews } from './canvas.js';
 import { me } from './presence.js';
@@ -89,15 +90,25 @@ export function settle(id) {
   clearPreview(id);
 }
 
-/** DRAG_PREVIEW / DRAG_ENDED from another canvas. `isDraggingHere(id)`: this page holds it. */
+/**
+ * DRAG_PREVIEWS from the server: `payload.ended` (drags that stopped without a drop) first,
+ * then `payload.previews` (the latest position of each node dragged elsewhere, newer than any
+ * ended entry for the same node). `isDraggingHere(id)`: this page holds it.
+ */
 export function onDragFrame(frame, isDraggingHere) {
   const p = frame.payload || {};
-  const id = String(frame.workspace_id || p.workspace_id || '');
-  if (!id || !model.workspaces.has(id)) return;
-  if (frame.event === 'DRAG_ENDED') {
-    clearPreview(id);
-    return;
+  for (const ended of Array.isArray(p.ended) ? p.ended : []) {
+    const id = String((ended && ended.workspace_id) || '');
+    if (id && model.workspaces.has(id)) clearPreview(id);
   }
+  for (const preview of Array.isArray(p.previews) ? p.previews : []) {
+    if (preview && typeof preview === 'object') showPreview(preview, isDraggingHere);
+  }
+}
+
+function showPreview(p, isDraggingHere) {
+  const id = String(p.workspace_id || '');
+  if (!id || !model.workspaces.has(id)) return;
   const x = Number(p.x);
   const y = Number(p.y);
   if (!Number.isFinite(x) || !Number.isFinite(y) || isDraggingHere(id)) return;

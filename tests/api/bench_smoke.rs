@@ -133,7 +133,7 @@ async fn bench_failover_resumes_every_canvas_without_loss() {
 
 /// The drag-preview scenario of issue 15 (item 4), small: 20 canvases, two of them dragging a
 /// node each at 30 frames a second, beside the usual PATCH load. Every other canvas receives
-/// DRAG_PREVIEW frames carrying the draggers' counters (across the two instances on
+/// DRAG_PREVIEWS entries carrying the draggers' counters (across the two instances on
 /// PostgreSQL + Redis), and the sequenced stream keeps its strict checks. Preview loss is
 /// allowed (volatile), so only its accounting is checked, not its amount.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -317,12 +317,12 @@ async fn cors_preflight_echoes_allowed_origin_with_credentials() {
 #[tokio::test]
 async fn a_database_error_in_a_batch_rolls_back_only_its_own_command() {
     use canopy::error::AppError;
-    use canopy::store::group_commit::GroupCommitter;
+    use canopy::store::batcher::Batcher;
     let (app, _db) = spawn_app().await;
-    // A committer of the test's own on the app's database: each batch it commits arrives on
-    // `batches` as one list, so the test sees which commands shared a transaction.
+    // A batcher of the test's own on the app's database: each batch its command lane commits
+    // arrives on `batches` as one list, so the test sees which commands shared a transaction.
     let (published, mut batches) = tokio::sync::mpsc::unbounded_channel();
-    let committer = GroupCommitter::start(app.state.store.clone(), published);
+    let committer = Batcher::start(app.state.store.clone(), published);
     let append = |i: i64| NewEvent {
         kind: EventKind::TaskUpdated,
         workspace_id: None,

@@ -232,6 +232,77 @@ async fn concurrent_heartbeats_are_batched_and_each_lands() {
     );
 }
 
+/// The batched heartbeat statement writes a row only when the heartbeat is quiet for it — its
+/// workspace in one of the statuses the heartbeat leaves alone, its task unchanged — and says
+/// which rows it wrote; batches that are not a power of two (padded with their last row) and
+/// a lone heartbeat write exactly their own rows.
+#[tokio::test]
+async fn one_heartbeat_statement_writes_only_the_quiet_rows() {
+    use canopy::domain::status::WorkspaceStatus;
+    use canopy::store::workspaces::{record_quiet_heartbeats, HeartbeatColumns, QuietBeat};
+    let (app, _db) = spawn_app().await;
+    let mut ids = Vec::new();
+    for name in ["Quiet A", "Quiet B", "Busy", "Would degrade"] {
+        let id = app.create_workspace(name, None).await;
+        let token = register(&app, &id).await;
+        ids.push((id, token));
+    }
+    // "Busy" works on a task: a heartbeat without it is a task change, never quiet.
+    let response = app
+        .client
+        .post(app.url("/registry/heartbeat"))
+        .bearer_auth(&ids[2].1)
+        .json(&json!({ "workspace_id": ids[2].0, "error_rate": 0, "current_task": "build" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let uuid = |i: usize| uuid::Uuid::parse_str(&ids[i].0).unwrap();
+    let beat = |i: usize, uptime: i64, quiet: Vec<WorkspaceStatus>| QuietBeat {
+        workspace_id: uuid(i),
+        columns: HeartbeatColumns {
+            error_rate: 0.0,
+            sample_error: String::new(),
+            active_tasks: 3,
+            uptime_seconds: uptime,
+            current_task: String::new(),
+        },
+        quiet,
+    };
+    let online = || vec![WorkspaceStatus::Online, WorkspaceStatus::Paused];
+    let beats = [
+        beat(0, 111, online()),
+        beat(1, 222, online()),
+        beat(2, 333, online()),
+        // Quiet only in a status it is not in: the heartbeat would move it.
+        beat(3, 444, vec![WorkspaceStatus::Degraded]),
+    ];
+    for rows in [4, 3, 1] {
+        let batch = beats[..rows].to_vec();
+        let mut written = app
+            .state
+            .store
+            .run(move |c| {
+                let refs: Vec<&QuietBeat> = batch.iter().collect();
+                record_quiet_heartbeats(c, &refs, chrono::Utc::now()).map_err(StoreError::from)
+            })
+            .await
+            .unwrap();
+        written.sort();
+        let mut expected: Vec<uuid::Uuid> = (0..rows.min(2)).map(uuid).collect();
+        expected.sort();
+        assert_eq!(written, expected, "a batch of {rows}");
+    }
+    for (i, uptime) in [(0, 111), (1, 222), (2, 0), (3, 0)] {
+        let (status, ws) = app.get(&format!("/workspaces/{}", ids[i].0)).await;
+        assert_eq!(status, 200);
+        assert_eq!(ws["uptime_seconds"], uptime, "workspace {i}");
+        assert_eq!(ws["status"], "online", "workspace {i}");
+    }
+    let (_, busy) = app.get(&format!("/workspaces/{}", ids[2].0)).await;
+    assert_eq!(busy["current_task"], "build", "the busy row was left alone");
+}
+
 #[tokio::test]
 async fn update_card_emits_agent_card_updated() {
     let (app, _db) = spawn_app().await;
