@@ -8,7 +8,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::domain::events::{json_number, serialize_number, EventKind};
-use crate::domain::layout::{Canvas, Node};
+use crate::domain::hierarchy::MAX_HIERARCHY_DEPTH;
+use crate::domain::layout::{Canvas, Node, TooDeep};
 use crate::error::{AppError, AppResult};
 use crate::store::workspaces::{self as ws, LayoutRow};
 use crate::store::{NewEvent, Tx};
@@ -73,7 +74,8 @@ pub fn write_moves(tx: &mut Tx<'_>, canvas: &Canvas) -> AppResult<Vec<Moved>> {
 /// chart and makes room around it, in one transaction under the stream lock, so the
 /// WORKSPACE_LAYOUT_CHANGED of every moved workspace commits together with contiguous seqs.
 /// Returns the moved workspaces (none moved: no event). 404 naming `root_id` when it is not a
-/// live workspace.
+/// live workspace; 422 naming `root_id` (the root of the tree) when a tree to lay out is
+/// deeper than [`MAX_HIERARCHY_DEPTH`] (rows made before the bound), nothing moved.
 pub fn arrange(tx: &mut Tx<'_>, root: Option<Uuid>) -> AppResult<Vec<Moved>> {
     tx.lock_stream()?;
     if let Some(root) = root {
@@ -88,6 +90,17 @@ pub fn arrange(tx: &mut Tx<'_>, root: Option<Uuid>) -> AppResult<Vec<Moved>> {
         }
     }
     let mut canvas = load_canvas(tx)?;
-    canvas.arrange(root);
+    if let Err(TooDeep { root, levels }) = canvas.arrange(root) {
+        return Err(AppError::WithBody {
+            status: actix_web::http::StatusCode::UNPROCESSABLE_ENTITY,
+            body: json!({
+                "error": format!(
+                    "root_id: the tree under {root} has {levels} levels, more than the \
+                     {MAX_HIERARCHY_DEPTH} Arrange lays out; move part of it up first"
+                ),
+                "root_id": root,
+            }),
+        });
+    }
     write_moves(tx, &canvas)
 }

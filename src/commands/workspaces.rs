@@ -4,6 +4,7 @@ use uuid::Uuid;
 
 use super::layout;
 use crate::domain::events::{json_number, EventKind};
+use crate::domain::hierarchy::MAX_HIERARCHY_DEPTH;
 use crate::domain::status::WorkspaceStatus;
 use crate::domain::validation::{RuntimeName, Tier, WorkspaceName, WorkspaceRole};
 use crate::domain::versions::IfMatch;
@@ -27,10 +28,19 @@ fn parent_not_found() -> AppError {
     AppError::BadRequest("parent_id: parent workspace not found".into())
 }
 
+fn too_deep() -> AppError {
+    AppError::BadRequest(format!(
+        "parent_id: the hierarchy may be at most {MAX_HIERARCHY_DEPTH} levels deep"
+    ))
+}
+
 pub fn create(tx: &mut Tx<'_>, input: CreateWorkspace) -> AppResult<Uuid> {
     tx.lock_stream()?;
     if let Some(parent) = input.parent_id {
         ws::find_live_row(tx.conn(), parent)?.ok_or_else(parent_not_found)?;
+        if ws::parent_map(tx.conn())?.too_deep_under(parent, None) {
+            return Err(too_deep());
+        }
     }
     let id = Uuid::new_v4();
     // A position a person chose is stored as given; otherwise the server places the card
@@ -202,10 +212,14 @@ pub fn patch(
         if new_parent != old_parent {
             if let Some(parent) = new_parent {
                 ws::find_live_row(tx.conn(), parent)?.ok_or_else(parent_not_found)?;
-                if ws::parent_map(tx.conn())?.would_cycle(id, parent) {
+                let parents = ws::parent_map(tx.conn())?;
+                if parents.would_cycle(id, parent) {
                     return Err(AppError::Conflict(
                         "cannot move a workspace under itself or one of its descendants".into(),
                     ));
+                }
+                if parents.too_deep_under(parent, Some(id)) {
+                    return Err(too_deep());
                 }
             }
             // Without a position, the workspace (and its subtree) moves into its new

@@ -7,6 +7,13 @@ use uuid::Uuid;
 /// Deepest hierarchy walked before a chain is treated as corrupt (a cycle that slipped past).
 const MAX_DEPTH: usize = 10_000;
 
+/// Most levels a hierarchy may have: a root is level 1, its children level 2, and so on.
+/// Creating or reparenting a workspace so that some workspace would sit deeper is refused
+/// (400 naming `parent_id`, README "Placement and Arrange"). Generous for an org chart, and
+/// the bound Arrange's layout is sized for: taffy recurses once per level, so the layout
+/// thread's stack (`domain::layout`) is measured at this depth.
+pub const MAX_HIERARCHY_DEPTH: usize = 64;
+
 /// Child → parent for every live workspace (roots map to `None`).
 #[derive(Clone, Debug, Default)]
 pub struct ParentMap {
@@ -60,6 +67,29 @@ impl ParentMap {
             current = self.parent_of(next);
             Some(next)
         })
+    }
+
+    /// The level of `id`: 1 for a root (or an unknown id), one more than its parent's.
+    pub fn level(&self, id: Uuid) -> usize {
+        1 + self.ancestors(id).count()
+    }
+
+    /// Levels of the subtree under `id`: 1 for a workspace without children, one more than
+    /// its tallest child's. Walks every workspace's ancestors: O(workspaces × depth).
+    pub fn height(&self, id: Uuid) -> usize {
+        self.parents
+            .keys()
+            .filter_map(|&other| self.ancestors(other).position(|a| a == id))
+            .map(|distance| distance + 2)
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// Whether putting the subtree under `child` (a new workspace: nothing) below `new_parent`
+    /// would place some workspace deeper than [`MAX_HIERARCHY_DEPTH`].
+    pub fn too_deep_under(&self, new_parent: Uuid, child: Option<Uuid>) -> bool {
+        let height = child.map_or(1, |c| self.height(c));
+        self.level(new_parent) + height > MAX_HIERARCHY_DEPTH
     }
 
     /// Whether `ancestor` is a strict ancestor of `of` (a workspace is not its own ancestor).
@@ -134,5 +164,28 @@ mod tests {
         assert!(m.would_cycle(ids[0], ids[199]));
         assert!(m.would_cycle(ids[5], ids[5]));
         assert!(!m.would_cycle(ids[199], ids[0]));
+    }
+
+    #[test]
+    fn levels_heights_and_the_depth_bound() {
+        let ids: Vec<Uuid> = (0..MAX_HIERARCHY_DEPTH).map(|_| Uuid::new_v4()).collect();
+        let mut m = ParentMap::new();
+        m.insert(ids[0], None);
+        for w in ids.windows(2) {
+            m.insert(w[1], Some(w[0]));
+        }
+        let last = ids[MAX_HIERARCHY_DEPTH - 1];
+        assert_eq!(m.level(ids[0]), 1);
+        assert_eq!(m.level(last), MAX_HIERARCHY_DEPTH);
+        assert_eq!(m.height(ids[0]), MAX_HIERARCHY_DEPTH);
+        assert_eq!(m.height(last), 1);
+        assert!(m.too_deep_under(last, None), "one level more");
+        assert!(!m.too_deep_under(ids[MAX_HIERARCHY_DEPTH - 2], None));
+        // A chain of two moved under level 63 would reach 65; under level 62, exactly 64.
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        m.insert(a, None);
+        m.insert(b, Some(a));
+        assert!(m.too_deep_under(ids[MAX_HIERARCHY_DEPTH - 2], Some(a)));
+        assert!(!m.too_deep_under(ids[MAX_HIERARCHY_DEPTH - 3], Some(a)));
     }
 }

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 
+use crate::domain::hierarchy::MAX_HIERARCHY_DEPTH;
 use taffy::prelude::{
     length, AlignItems, Display, FlexDirection, NodeId, Size, Style, TaffyMaxContent, TaffyTree,
 };
@@ -32,6 +33,21 @@ pub const PAD: f64 = 14.0;
 /// its children, px. Twice [`PAD`], so a card that later gains children (its area then grows
 /// by `PAD` on each side) still does not reach its neighbour.
 pub const GAP: f64 = 2.0 * PAD;
+
+/// Stack of the thread that computes Arrange's layout, bytes. Taffy recurses once per
+/// level of the tree: measured in a debug build on a chain, the layout needs about 16.3 KiB
+/// per level (275 KiB at 16 levels, 1051 KiB at 64, 2091 KiB at 128). 4 MiB is about 250
+/// levels, four times [`MAX_HIERARCHY_DEPTH`]; a test lays out the maximum depth on half of
+/// it.
+pub const LAYOUT_STACK: usize = 4 * 1024 * 1024;
+
+/// Arrange refused: the tree under `root` has `levels` levels, more than
+/// [`MAX_HIERARCHY_DEPTH`] (rows made before the bound existed). Nothing moved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TooDeep {
+    pub root: Uuid,
+    pub levels: usize,
+}
 
 /// An axis-aligned box in world coordinates, px: left, top, right, bottom.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -149,28 +165,57 @@ impl Canvas {
     /// `static/js/canvas.js`: the head is padded left, top and right, the children on every
     /// side).
     pub fn area(&self, id: Uuid) -> Rect {
-        let n = &self.nodes[&id];
-        let head = Rect::head(n.x, n.y);
-        let kids = self.children_of(Some(id));
-        if n.collapsed || kids.is_empty() {
-            return head;
+        // Iterative (no recursion per level): the visible subtree in pre-order, then areas
+        // from the deepest up, each from its children's.
+        let mut order = Vec::new();
+        let mut stack = vec![id];
+        while let Some(cur) = stack.pop() {
+            order.push(cur);
+            if !self.nodes[&cur].collapsed {
+                stack.extend_from_slice(self.children_of(Some(cur)));
+            }
         }
-        let mut area = Rect {
-            l: head.l - PAD,
-            t: head.t - PAD,
-            r: head.r + PAD,
-            b: head.b,
-        };
-        for &c in kids {
-            let a = self.area(c);
-            area = area.union(Rect {
-                l: a.l - PAD,
-                t: a.t - PAD,
-                r: a.r + PAD,
-                b: a.b + PAD,
-            });
+        let mut areas: HashMap<Uuid, Rect> = HashMap::with_capacity(order.len());
+        for &cur in order.iter().rev() {
+            let n = &self.nodes[&cur];
+            let head = Rect::head(n.x, n.y);
+            let kids = self.children_of(Some(cur));
+            if n.collapsed || kids.is_empty() {
+                areas.insert(cur, head);
+                continue;
+            }
+            let mut area = Rect {
+                l: head.l - PAD,
+                t: head.t - PAD,
+                r: head.r + PAD,
+                b: head.b,
+            };
+            for c in kids {
+                let a = areas[c];
+                area = area.union(Rect {
+                    l: a.l - PAD,
+                    t: a.t - PAD,
+                    r: a.r + PAD,
+                    b: a.b + PAD,
+                });
+            }
+            areas.insert(cur, area);
         }
-        area
+        areas[&id]
+    }
+
+    /// Levels of the tree under `id` as Arrange lays it out: 1 for a bare card (no children,
+    /// or collapsed), one more than its tallest visible child's. Iterative.
+    pub fn height(&self, id: Uuid) -> usize {
+        let mut tallest = 0;
+        let mut stack = vec![(id, 1)];
+        while let Some((cur, level)) = stack.pop() {
+            tallest = tallest.max(level);
+            if !self.nodes[&cur].collapsed {
+                stack.extend(self.children_of(Some(cur)).iter().map(|&c| (c, level + 1)));
+            }
+        }
+        tallest
     }
 
     /// Nodes whose position differs from the loaded one, oldest first, with their new
@@ -231,6 +276,7 @@ impl Canvas {
         let parent = parent.filter(|p| self.nodes.contains_key(p));
         let before = self.ancestor_areas(parent);
         let (x, y) = self.slot(parent, Rect::head(0.0, 0.0), (0.0, 0.0));
+        let (x, y) = self.clear_of_heads(x, y);
         self.attach(
             id,
             Node {
@@ -274,7 +320,21 @@ impl Canvas {
     /// subtree's root keeps its position (every tree: the trees stand side by side from the
     /// top-left corner of the current content); a collapsed node is laid out as a bare card and
     /// its hidden descendants move with it. Neighbours of an arranged subtree make room.
-    pub fn arrange(&mut self, root: Option<Uuid>) {
+    ///
+    /// A tree of more than [`MAX_HIERARCHY_DEPTH`] levels (rows made before the bound
+    /// existed) is refused with [`TooDeep`] naming its root, and nothing moves.
+    pub fn arrange(&mut self, root: Option<Uuid>) -> Result<(), TooDeep> {
+        let roots = match root {
+            Some(r) if self.nodes.contains_key(&r) => vec![r],
+            Some(_) => Vec::new(),
+            None => self.children_of(None).to_vec(),
+        };
+        for r in roots {
+            let levels = self.height(r);
+            if levels > MAX_HIERARCHY_DEPTH {
+                return Err(TooDeep { root: r, levels });
+            }
+        }
         match root {
             Some(root) if self.nodes.contains_key(&root) => {
                 let before = self.ancestor_areas(self.nodes[&root].parent);
@@ -288,7 +348,7 @@ impl Canvas {
             None => {
                 let roots = self.ordered(self.children_of(None));
                 let Some(origin) = roots.iter().map(|&r| self.area(r)).reduce(Rect::union) else {
-                    return;
+                    return Ok(());
                 };
                 // The row of trees starts at the content's top-left corner: that corner is the
                 // row's, whose top-left is (0, 0) in the layout.
@@ -296,6 +356,7 @@ impl Canvas {
                 self.apply_layout(&heads, origin.l, origin.t);
             }
         }
+        Ok(())
     }
 
     // ------------------------------------------------------------------ internals
@@ -357,6 +418,27 @@ impl Canvas {
             }
         };
         (left + (head.0 - area.l), y)
+    }
+
+    /// The first position at or right of (`x`, `y`) where a new card's head overlaps no card
+    /// head: after people moved cards, a slot may be under a head someone put there, and the
+    /// card steps right past it (at most once per card, so this ends).
+    fn clear_of_heads(&self, mut x: f64, y: f64) -> (f64, f64) {
+        for _ in 0..=self.nodes.len() {
+            let head = Rect::head(x, y);
+            let Some(right) = self
+                .nodes
+                .values()
+                .map(|n| Rect::head(n.x, n.y))
+                .filter(|h| h.overlaps(&head))
+                .map(|h| h.r)
+                .reduce(f64::max)
+            else {
+                break;
+            };
+            x = right + GAP;
+        }
+        (x, y)
     }
 
     fn shift_subtree(&mut self, id: Uuid, dx: f64, dy: f64) {
@@ -465,19 +547,60 @@ impl Canvas {
     /// The tidy layout of the trees under `roots`, side by side in a row: each visible node's
     /// head position, relative to the row's top-left corner. Nested flexbox, computed by
     /// taffy: a node with visible children is a column of {head, row of its children's
-    /// boxes} with [`PAD`] around it — exactly its area as the page draws it.
+    /// boxes} with [`PAD`] around it — exactly its area as the page draws it. In a row where
+    /// some box is such a column, bare cards sit [`PAD`] lower, so every head of the row is
+    /// level (a column's head is [`PAD`] below its top).
+    ///
+    /// Taffy recurses once per level; the computation runs on a thread of its own whose
+    /// stack, [`LAYOUT_STACK`], is sized for [`MAX_HIERARCHY_DEPTH`] levels (callers refuse
+    /// deeper trees), so a deep tree never overflows the committer's stack.
     fn tidy(&self, roots: &[Uuid]) -> HashMap<Uuid, (f64, f64)> {
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("canopy-layout".into())
+                .stack_size(LAYOUT_STACK)
+                .spawn_scoped(scope, || self.tidy_here(roots))
+                .expect("spawn the layout thread")
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })
+    }
+
+    fn tidy_here(&self, roots: &[Uuid]) -> HashMap<Uuid, (f64, f64)> {
         let mut tree: TaffyTree<()> = TaffyTree::new();
         // Positions stay exact (whole and half pixels) instead of being rounded per edge.
         tree.disable_rounding();
         let mut heads: HashMap<NodeId, Uuid> = HashMap::new();
-        let built: Vec<NodeId> = roots
-            .iter()
-            .map(|&r| self.build(&mut tree, &mut heads, r))
-            .collect();
-        let row = tree
-            .new_with_children(row_style(), &built)
-            .expect("taffy node");
+        // Built bottom-up without recursion: every visible node in pre-order (children in
+        // their left-to-right order), then each node's box from the deepest up.
+        let mut order = Vec::new();
+        let mut stack: Vec<Uuid> = roots.iter().rev().copied().collect();
+        while let Some(cur) = stack.pop() {
+            order.push(cur);
+            if !self.nodes[&cur].collapsed {
+                stack.extend(self.ordered(self.children_of(Some(cur))).into_iter().rev());
+            }
+        }
+        // Each node's box, and whether it is a column (a head above a row of children).
+        let mut boxes: HashMap<Uuid, (NodeId, bool)> = HashMap::with_capacity(order.len());
+        for &id in order.iter().rev() {
+            let head = tree.new_leaf(head_style()).expect("taffy node");
+            heads.insert(head, id);
+            let kids = self.children_of(Some(id));
+            if self.nodes[&id].collapsed || kids.is_empty() {
+                boxes.insert(id, (head, false));
+                continue;
+            }
+            let members: Vec<(NodeId, bool)> =
+                self.ordered(kids).iter().map(|c| boxes[c]).collect();
+            let row = level_row(&mut tree, &members);
+            let column = tree
+                .new_with_children(group_style(), &[head, row])
+                .expect("taffy node");
+            boxes.insert(id, (column, true));
+        }
+        let members: Vec<(NodeId, bool)> = roots.iter().map(|r| boxes[r]).collect();
+        let row = level_row(&mut tree, &members);
         tree.compute_layout(row, Size::MAX_CONTENT)
             .expect("taffy layout");
         let mut out = HashMap::new();
@@ -496,31 +619,6 @@ impl Canvas {
             }
         }
         out
-    }
-
-    fn build(
-        &self,
-        tree: &mut TaffyTree<()>,
-        heads: &mut HashMap<NodeId, Uuid>,
-        id: Uuid,
-    ) -> NodeId {
-        let head = tree.new_leaf(head_style()).expect("taffy node");
-        heads.insert(head, id);
-        let n = &self.nodes[&id];
-        let kids = self.children_of(Some(id));
-        if n.collapsed || kids.is_empty() {
-            return head;
-        }
-        let built: Vec<NodeId> = self
-            .ordered(kids)
-            .into_iter()
-            .map(|c| self.build(tree, heads, c))
-            .collect();
-        let row = tree
-            .new_with_children(row_style(), &built)
-            .expect("taffy node");
-        tree.new_with_children(group_style(), &[head, row])
-            .expect("taffy node")
     }
 
     /// Moves every node in `heads` to its layout position plus (`dx`, `dy`); hidden
@@ -542,6 +640,23 @@ impl Canvas {
             node.y = ny;
         }
     }
+}
+
+/// A row of sibling boxes (`(box, is a column)`, left to right); when any is a column, the
+/// bare cards get [`PAD`] above them so their heads are level with the columns' heads.
+fn level_row(tree: &mut TaffyTree<()>, members: &[(NodeId, bool)]) -> NodeId {
+    if members.iter().any(|&(_, column)| column) {
+        for &(node, column) in members {
+            if !column {
+                let mut style = head_style();
+                style.margin.top = length(PAD as f32);
+                tree.set_style(node, style).expect("taffy node");
+            }
+        }
+    }
+    let nodes: Vec<NodeId> = members.iter().map(|&(n, _)| n).collect();
+    tree.new_with_children(row_style(), &nodes)
+        .expect("taffy node")
 }
 
 fn head_style() -> Style {
@@ -809,7 +924,7 @@ mod tests {
             })
             .collect();
         let mut c = Canvas::new(pile);
-        c.arrange(None);
+        c.arrange(None).unwrap();
         assert!(violations(&c).is_empty(), "{:?}", violations(&c));
         for (id, _) in &tree {
             let kids = c.children_of(Some(*id));
@@ -824,7 +939,7 @@ mod tests {
         // Arranged already: a second arrange moves nothing.
         let loaded: Vec<(Uuid, Node)> = tree.iter().map(|(id, _)| (*id, c.nodes[id])).collect();
         let mut again = Canvas::new(loaded);
-        again.arrange(None);
+        again.arrange(None).unwrap();
         assert!(again.moved().is_empty());
     }
 
@@ -839,7 +954,7 @@ mod tests {
         let (x, y) = (c.nodes[&root].x, c.nodes[&root].y);
         let loaded: Vec<(Uuid, Node)> = tree.iter().map(|(id, _)| (*id, c.nodes[id])).collect();
         let mut c = Canvas::new(loaded);
-        c.arrange(Some(root));
+        c.arrange(Some(root)).unwrap();
         assert_eq!((c.nodes[&root].x, c.nodes[&root].y), (x, y));
         assert!(violations(&c).is_empty(), "{:?}", violations(&c));
     }
@@ -889,7 +1004,7 @@ mod tests {
                 )
             })
             .collect();
-        c.arrange(None);
+        c.arrange(None).unwrap();
         assert_eq!(c.area(team), c.head(team));
         let after: Vec<(f64, f64)> = agents
             .iter()
@@ -902,5 +1017,133 @@ mod tests {
             .collect();
         assert_eq!(offsets, after);
         assert!(violations(&c).is_empty(), "{:?}", violations(&c));
+    }
+
+    fn chain(levels: usize) -> (Vec<Uuid>, Canvas) {
+        let ids: Vec<Uuid> = (0..levels).map(|_| Uuid::new_v4()).collect();
+        let nodes = ids.iter().enumerate().map(|(i, id)| {
+            let parent = i.checked_sub(1).map(|p| ids[p]);
+            (
+                *id,
+                Node {
+                    parent,
+                    x: 0.0,
+                    y: 0.0,
+                    collapsed: false,
+                },
+            )
+        });
+        let c = Canvas::new(nodes);
+        (ids, c)
+    }
+
+    #[test]
+    fn arrange_at_the_maximum_depth_fits_half_its_stack() {
+        let (ids, c) = chain(MAX_HIERARCHY_DEPTH);
+        let root = ids[0];
+        let heads = std::thread::Builder::new()
+            .stack_size(LAYOUT_STACK / 2)
+            .spawn(move || c.tidy_here(&[root]))
+            .unwrap()
+            .join()
+            .expect("laid out on half the stack");
+        assert_eq!(heads.len(), MAX_HIERARCHY_DEPTH);
+        let (ids, mut c) = chain(MAX_HIERARCHY_DEPTH);
+        c.arrange(None).expect("the maximum depth arranges");
+        assert!(violations(&c).is_empty(), "{:?}", violations(&c));
+        assert_eq!(c.height(ids[0]), MAX_HIERARCHY_DEPTH);
+    }
+
+    #[test]
+    fn deeper_trees_are_refused_by_arrange_and_nothing_moves_but_placement_still_works() {
+        let (ids, mut c) = chain(150);
+        assert_eq!(
+            c.arrange(None),
+            Err(TooDeep {
+                root: ids[0],
+                levels: 150
+            })
+        );
+        assert_eq!(
+            c.arrange(Some(ids[0])),
+            Err(TooDeep {
+                root: ids[0],
+                levels: 150
+            })
+        );
+        assert!(c.moved().is_empty());
+        // A subtree within the bound arranges; areas and placement walk any depth.
+        c.arrange(Some(ids[150 - MAX_HIERARCHY_DEPTH])).unwrap();
+        let _ = c.area(ids[0]);
+        c.place_new(Uuid::new_v4(), Some(ids[149]));
+        // Collapsed levels are bare cards: not laid out, not counted.
+        c.set_collapsed(ids[10], true);
+        assert_eq!(c.height(ids[0]), 11);
+        c.arrange(None).unwrap();
+    }
+
+    #[test]
+    fn after_arrange_every_head_of_a_row_is_level() {
+        // Two roots, one with a child and one without; under the first, a leaf and a team.
+        let mut c = Canvas::new([]);
+        let (r1, r2, leaf, team, agent) = (
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+            Uuid::new_v4(),
+        );
+        c.place_new(r1, None);
+        c.place_new(leaf, Some(r1));
+        c.place_new(team, Some(r1));
+        c.place_new(agent, Some(team));
+        c.place_new(r2, None);
+        c.arrange(None).unwrap();
+        assert_eq!(c.nodes[&r1].y, c.nodes[&r2].y, "roots level");
+        assert_eq!(c.nodes[&leaf].y, c.nodes[&team].y, "siblings level");
+        assert!(violations(&c).is_empty(), "{:?}", violations(&c));
+    }
+
+    #[test]
+    fn expanding_makes_room_for_the_children_that_reappear() {
+        let mut c = Canvas::new([]);
+        let (r, c1, c2) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        c.place_new(r, None);
+        c.place_new(c1, Some(r));
+        c.set_collapsed(r, true);
+        // Under a collapsed parent, a child is placed beside the hidden ones.
+        c.place_new(c2, Some(r));
+        let (r2, k) = (Uuid::new_v4(), Uuid::new_v4());
+        c.place_new(r2, None);
+        c.place_new(k, Some(r2));
+        c.set_collapsed(r, false);
+        assert!(
+            !violations(&c).is_empty(),
+            "the repro overlaps before making room"
+        );
+        c.set_collapsed(r, true);
+        c.expand(r);
+        assert!(violations(&c).is_empty(), "{:?}", violations(&c));
+        assert!(!c.area(r).overlaps(&c.area(r2)));
+    }
+
+    #[test]
+    fn a_card_placed_after_people_moved_cards_never_lands_on_a_head() {
+        let mut c = Canvas::new([]);
+        let (p, child, k) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        c.place_new(p, None);
+        c.place_new(child, Some(p));
+        let n = c.nodes.get_mut(&child).unwrap();
+        (n.x, n.y) = (100.0, -150.0);
+        let (x, y) = c.place_new(k, Some(child));
+        let head = Rect::head(x, y);
+        for other in [p, child] {
+            assert!(!head.overlaps(&c.head(other)), "on the head of {other}");
+        }
+        assert_eq!(
+            y,
+            -150.0 + CARD_H + GAP,
+            "still one gap below its parent's head"
+        );
     }
 }

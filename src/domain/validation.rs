@@ -183,6 +183,24 @@ pub fn parse_coordinate(field: &str, value: f64) -> Result<f64, FieldError> {
     }
 }
 
+/// Largest absolute value of a workspace's canvas coordinate, px: ten thousand screens of
+/// room either way, while every sum placement and Arrange make stays exact in f64.
+pub const MAX_POSITION: f64 = 1e7;
+
+/// A workspace's canvas coordinate (`canvas.x`/`y` on create, `x`/`y` on PATCH): a finite
+/// number within ±[`MAX_POSITION`]; 400 naming `field` otherwise.
+pub fn parse_position(field: &str, value: f64) -> Result<f64, FieldError> {
+    let value = parse_coordinate(field, value)?;
+    if value.abs() <= MAX_POSITION {
+        Ok(value)
+    } else {
+        Err(FieldError::new(
+            field,
+            "must be between -10000000 and 10000000",
+        ))
+    }
+}
+
 /// Viewport zoom, in (0, 10].
 pub fn parse_zoom(value: f64) -> Result<f64, FieldError> {
     if value.is_finite() && value > 0.0 && value <= 10.0 {

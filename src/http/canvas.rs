@@ -130,6 +130,7 @@ pub struct ArrangeResponse {
         (status = 200, description = "`{\"moved\": [{\"id\", \"x\", \"y\"}]}`: absolute positions of the workspaces that moved", body = ArrangeResponse),
         (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
         (status = 404, description = "`root_id` is not a live workspace: `{\"error\", \"root_id\"}`", body = ErrorBody),
+        (status = 422, description = "A tree to lay out is deeper than 64 levels (rows made before the bound): `{\"error\", \"root_id\"}` naming its root; nothing moved", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
         (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
         (status = 401, description = "Missing or invalid token", body = ErrorBody),

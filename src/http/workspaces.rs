@@ -13,8 +13,7 @@ use crate::commands::workspaces::{self as commands, CreateWorkspace, WorkspacePa
 use crate::domain::ids::parse_uuid;
 use crate::domain::status::WorkspaceStatus;
 use crate::domain::validation::{
-    limits, parse_coordinate, FieldError, ModelName, RuntimeName, Tier, WorkspaceName,
-    WorkspaceRole,
+    limits, parse_position, FieldError, ModelName, RuntimeName, Tier, WorkspaceName, WorkspaceRole,
 };
 use crate::domain::versions::{etag, IfMatch};
 use crate::error::{AppError, AppResult};
@@ -23,7 +22,9 @@ use crate::store::{events as stream, workspaces as ws};
 
 #[derive(Deserialize, ToSchema)]
 pub struct CanvasPosition {
+    #[schema(minimum = -10000000, maximum = 10000000)]
     x: f64,
+    #[schema(minimum = -10000000, maximum = 10000000)]
     y: f64,
 }
 
@@ -88,8 +89,8 @@ impl TryFrom<CreateBody> for CreateWorkspace {
                 .canvas
                 .map(|c| {
                     Ok::<_, FieldError>((
-                        parse_coordinate("canvas.x", c.x)?,
-                        parse_coordinate("canvas.y", c.y)?,
+                        parse_position("canvas.x", c.x)?,
+                        parse_position("canvas.y", c.y)?,
                     ))
                 })
                 .transpose()?,
@@ -212,8 +213,11 @@ pub struct PatchBody {
     #[schema(format = Uuid)]
     #[serde(default, deserialize_with = "double_option")]
     parent_id: Option<Option<String>>,
+    #[schema(nullable = false)]
     collapsed: Option<bool>,
+    #[schema(nullable = false, minimum = -10000000, maximum = 10000000)]
     x: Option<f64>,
+    #[schema(nullable = false, minimum = -10000000, maximum = 10000000)]
     y: Option<f64>,
 }
 
@@ -233,7 +237,7 @@ impl TryFrom<PatchBody> for WorkspacePatch {
 
     fn try_from(body: PatchBody) -> Result<Self, FieldError> {
         let position = match (body.x, body.y) {
-            (Some(x), Some(y)) => Some((parse_coordinate("x", x)?, parse_coordinate("y", y)?)),
+            (Some(x), Some(y)) => Some((parse_position("x", x)?, parse_position("y", y)?)),
             (None, None) => None,
             _ => return Err(FieldError::new("x", "x and y must be given together")),
         };

@@ -749,6 +749,192 @@ async fn a_retried_arrange_with_its_idempotency_key_is_answered_without_running_
     assert_eq!((&ws["x"], &ws["y"]), (&json!(-5000), &json!(-5000)));
 }
 
+/// The deepest hierarchy the server accepts (`MAX_HIERARCHY_DEPTH`, README "Placement and
+/// Arrange"): a root is level 1.
+const MAX_LEVELS: usize = 64;
+
+#[tokio::test]
+async fn a_chain_at_the_maximum_depth_arranges_and_one_level_more_is_refused() {
+    let db = TestDb::new();
+    let app = spawn_on(&db, rate_limits_off()).await;
+    let mut chain: Vec<String> = Vec::new();
+    for level in 0..MAX_LEVELS {
+        let id = create(&app, &format!("c{level}"), chain.last().map(String::as_str)).await;
+        chain.push(id);
+    }
+    let (status, body) = app
+        .post(
+            "/workspaces",
+            json!({ "name": "too deep", "parent_id": chain[MAX_LEVELS - 1] }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("parent_id"),
+        "{body}"
+    );
+
+    // A two-level tree fits under level 62, not under level 63.
+    let top = create(&app, "top", None).await;
+    create(&app, "below", Some(&top)).await;
+    let (status, body) = app
+        .patch(
+            &format!("/workspaces/{top}"),
+            json!({ "parent_id": chain[MAX_LEVELS - 2] }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("parent_id"),
+        "{body}"
+    );
+    let (status, body) = app
+        .patch(
+            &format!("/workspaces/{top}"),
+            json!({ "parent_id": chain[MAX_LEVELS - 3] }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = arrange(&app, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = arrange(&app, json!({ "root_id": chain[0] })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(app.get("/health").await.0, 200, "still serving");
+    let board = Board::load(&app).await;
+    assert!(board.violations().is_empty(), "{:?}", board.violations());
+
+    // Rows made deeper before the bound existed: arrange refuses them and changes nothing.
+    let deeper = create(&app, "from before", None).await;
+    let (child, parent): (uuid::Uuid, uuid::Uuid) = (
+        deeper.parse().unwrap(),
+        chain[MAX_LEVELS - 1].parse().unwrap(),
+    );
+    db.store()
+        .run(move |c| {
+            canopy::store::workspaces::set_parent(c, child, Some(parent), chrono::Utc::now())
+                .map_err(canopy::store::StoreError::from)
+        })
+        .await
+        .unwrap();
+    let events = app.live_events().await.len();
+    for body in [json!({}), json!({ "root_id": chain[0] })] {
+        let (status, answer) = arrange(&app, body.clone()).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        assert_eq!(answer["root_id"], chain[0].as_str(), "{answer}");
+        assert!(
+            answer["error"].as_str().unwrap().starts_with("root_id"),
+            "{answer}"
+        );
+    }
+    assert_eq!(app.live_events().await.len(), events, "nothing moved");
+    assert_eq!(app.get("/health").await.0, 200, "still serving");
+    // Placement walks any depth.
+    let (status, body) = app
+        .post(
+            "/workspaces",
+            json!({ "name": "top 2", "parent_id": chain[3] }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+}
+
+#[tokio::test]
+async fn expanding_a_collapsed_workspace_makes_room_in_the_same_commit() {
+    let (app, _db) = spawn_app().await;
+    let r = create(&app, "R", None).await;
+    create(&app, "C1", Some(&r)).await;
+    let c2 = create(&app, "C2", Some(&r)).await;
+    let (status, body) = app
+        .patch(&format!("/workspaces/{r}"), json!({ "collapsed": true }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    // Placed beside the hidden children: they take no room until shown.
+    create(&app, "C3", Some(&r)).await;
+    let r2 = create(&app, "R2", None).await;
+    let k = create(&app, "K", Some(&r2)).await;
+    let events = app.live_events().await.len();
+    let (status, body) = app
+        .patch(&format!("/workspaces/{r}"), json!({ "collapsed": false }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let board = Board::load(&app).await;
+    assert!(board.violations().is_empty(), "{:?}", board.violations());
+    assert!(!board.head(&c2).overlaps(&board.head(&k)));
+    assert!(!board.area(&r).overlaps(&board.area(&r2)));
+    // R2 and K moving aside, then R's own change: one commit, contiguous seqs.
+    let after = app.live_events().await;
+    let new: Vec<_> = after[events..].to_vec();
+    let kinds: Vec<(&str, Option<&str>)> = new
+        .iter()
+        .map(|(_, kind, id)| (kind.as_str(), id.as_deref()))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("WORKSPACE_LAYOUT_CHANGED", Some(r2.as_str())),
+            ("WORKSPACE_LAYOUT_CHANGED", Some(k.as_str())),
+            ("WORKSPACE_LAYOUT_CHANGED", Some(r.as_str())),
+        ]
+    );
+    assert!(new.windows(2).all(|w| w[1].0 == w[0].0 + 1), "{new:?}");
+}
+
+#[tokio::test]
+async fn a_card_placed_after_a_person_moved_its_parent_lands_on_no_head() {
+    let (app, _db) = spawn_app().await;
+    let p = create(&app, "P", None).await;
+    let c = create(&app, "C", Some(&p)).await;
+    let (status, body) = app
+        .patch(&format!("/workspaces/{c}"), json!({ "x": 100, "y": -150 }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let k = create(&app, "K", Some(&c)).await;
+    let board = Board::load(&app).await;
+    for other in [&p, &c] {
+        assert!(
+            !board.head(&k).overlaps(&board.head(other)),
+            "K on the head of {other}"
+        );
+    }
+    assert_eq!(board.cards[&k].y, -150.0 + CARD_H + 28.0, "a gap below C");
+}
+
+#[tokio::test]
+async fn canvas_coordinates_are_bounded_where_they_enter() {
+    let (app, _db) = spawn_app().await;
+    let (status, body) = app
+        .post(
+            "/workspaces",
+            json!({ "name": "far", "canvas": { "x": 1.79e308, "y": 0 } }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().starts_with("canvas.x"),
+        "{body}"
+    );
+    let (status, body) = app
+        .post(
+            "/workspaces",
+            json!({ "name": "edge", "canvas": { "x": -1e7, "y": 1e7 } }),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["id"].as_str().unwrap().to_string();
+    for (x, y, field) in [(1e7 + 1.0, 0.0, "x"), (0.0, -1e300, "y")] {
+        let (status, body) = app
+            .patch(&format!("/workspaces/{id}"), json!({ "x": x, "y": y }))
+            .await;
+        assert_eq!(status, 400, "{body}");
+        assert!(body["error"].as_str().unwrap().starts_with(field), "{body}");
+    }
+    let (status, body) = app
+        .patch(&format!("/workspaces/{id}"), json!({ "x": 1e7, "y": -1e7 }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 #[tokio::test]
 async fn expanding_a_collapsed_workspace_makes_room_for_its_children_in_the_same_commit() {
     let (app, _db) = spawn_app().await;
