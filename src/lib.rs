@@ -11,6 +11,7 @@ pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod liveness;
+pub mod queries;
 pub mod realtime;
 pub mod secrets;
 pub mod store;

@@ -15,12 +15,16 @@ use crate::store::Tx;
 /// How a proxied call ended, as `activity_logs.status` says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Outcome {
+    /// The agent answered.
     Ok,
+    /// The call failed: unreachable, refused, or an answer that is not JSON-RPC.
     Error,
+    /// No answer within the caller's timeout.
     Timeout,
 }
 
 impl Outcome {
+    /// The stored status: `ok`, `error` or `timeout`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -34,14 +38,19 @@ impl Outcome {
 pub struct Exchange {
     /// The calling workspace; `None` for the canvas (a person).
     pub caller: Option<Uuid>,
+    /// The workspace called.
     pub target: Uuid,
+    /// The JSON-RPC method.
     pub method: String,
     /// The envelope sent (already bounded for storage).
     pub request_body: Value,
     /// The agent's answer (already bounded for storage), when there was one.
     pub response_body: Option<Value>,
+    /// How the call ended.
     pub outcome: Outcome,
+    /// Why it failed, when it did (bounded for storage).
     pub error_detail: Option<String>,
+    /// How long the call took, in milliseconds.
     pub duration_ms: i32,
 }
 

@@ -1,3 +1,6 @@
+//! Activity commands: an agent's log line and a message to the people on the canvas, each an
+//! activity row with its ACTIVITY_LOGGED event.
+
 use chrono::Utc;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -12,20 +15,34 @@ use crate::store::{NewEvent, Tx};
 /// Longest summary stored for a notify message (the full text is in `response_body`).
 pub const NOTIFY_SUMMARY_BYTES: usize = 200;
 
+/// An agent's activity line (`POST /workspaces/:id/activity`), parsed at the boundary.
 pub struct LogActivity {
+    /// What kind of activity (`a2a_send`, `task_update`, …).
     pub activity_type: ActivityType,
+    /// The workspace it comes from (the path's, when given).
     pub source_id: Option<Uuid>,
+    /// The workspace it concerns, if another.
     pub target_id: Option<Uuid>,
+    /// The A2A method, for calls.
     pub method: Option<String>,
+    /// One line for people.
     pub summary: Option<String>,
+    /// `ok` unless the agent says otherwise.
     pub status: String,
+    /// Why it failed, when it did.
     pub error_detail: Option<String>,
+    /// How long it took, in milliseconds.
     pub duration_ms: Option<i32>,
+    /// What was sent (bounded at the boundary).
     pub request_body: Option<Value>,
+    /// What came back (bounded at the boundary).
     pub response_body: Option<Value>,
+    /// Anything else the agent keeps with it.
     pub metadata: Option<Value>,
 }
 
+/// Stores an activity row on a live workspace with its ACTIVITY_LOGGED event; returns the
+/// row's id. 404 for a workspace that is unknown or removed.
 pub fn log(tx: &mut Tx<'_>, workspace_id: Uuid, input: LogActivity) -> AppResult<Uuid> {
     tx.lock_stream()?;
     require_live(tx, workspace_id)?;
@@ -71,12 +88,16 @@ pub(crate) fn append_activity(tx: &mut Tx<'_>, row: &NewActivity) -> AppResult<(
     Ok(())
 }
 
+/// A message to the people watching the canvas (`POST /workspaces/:id/notify`).
 pub struct Notify {
+    /// The text, non-blank.
     pub message: String,
     /// Already validated: objects with `uri`, `name`, optional `mimeType` and `size`.
     pub attachments: Vec<Value>,
 }
 
+/// Stores the message as an `a2a_receive` row addressed to the canvas and appends
+/// AGENT_MESSAGE (the row itself announces nothing). 404 for a workspace that is unknown or removed.
 pub fn notify(tx: &mut Tx<'_>, workspace_id: Uuid, input: Notify) -> AppResult<()> {
     tx.lock_stream()?;
     let workspace = require_live(tx, workspace_id)?;

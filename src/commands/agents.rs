@@ -1,3 +1,6 @@
+//! Agent assignment: which model works in a workspace. At most one active agent per workspace
+//! (a partial unique index backs the check); each change appends its AGENT_* event.
+
 use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
@@ -35,6 +38,8 @@ fn insert_active(
     })
 }
 
+/// Assigns an agent running `model` to a live workspace (AGENT_ASSIGNED). 404 for a workspace
+/// that is unknown or removed, 409 when it already has an active agent.
 pub fn assign(tx: &mut Tx<'_>, workspace_id: Uuid, model: ModelName) -> AppResult<ActiveAgent> {
     tx.lock_stream()?;
     require_live(tx, workspace_id)?;
@@ -57,11 +62,16 @@ pub fn assign(tx: &mut Tx<'_>, workspace_id: Uuid, model: ModelName) -> AppResul
     Ok(agent)
 }
 
+/// What a replacement did.
 pub struct Replacement {
+    /// The new active agent.
     pub agent: ActiveAgent,
+    /// The model of the agent it replaced.
     pub old_model: Option<String>,
 }
 
+/// Retires the workspace's active agent and assigns a new one running `model`
+/// (AGENT_REPLACED). 404 for a workspace that is not live or has no active agent.
 pub fn replace(tx: &mut Tx<'_>, workspace_id: Uuid, model: ModelName) -> AppResult<Replacement> {
     tx.lock_stream()?;
     require_live(tx, workspace_id)?;
@@ -86,6 +96,8 @@ pub fn replace(tx: &mut Tx<'_>, workspace_id: Uuid, model: ModelName) -> AppResu
     })
 }
 
+/// Retires the workspace's active agent (AGENT_REMOVED); returns it. 404 for a workspace that
+/// is not live or has no active agent.
 pub fn remove(tx: &mut Tx<'_>, workspace_id: Uuid) -> AppResult<ActiveAgent> {
     tx.lock_stream()?;
     require_live(tx, workspace_id)?;
@@ -108,6 +120,9 @@ pub fn remove(tx: &mut Tx<'_>, workspace_id: Uuid) -> AppResult<ActiveAgent> {
     Ok(agent)
 }
 
+/// Moves the active agent of `source` to `target`, keeping its model; returns the new
+/// assignment. 400 when they are the same workspace, 404 when either is not live or `source`
+/// has no agent, 409 when `target` already has one.
 pub fn move_agent(tx: &mut Tx<'_>, source: Uuid, target: Uuid) -> AppResult<ActiveAgent> {
     tx.lock_stream()?;
     if source == target {

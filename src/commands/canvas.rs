@@ -1,3 +1,5 @@
+//! The shared canvas viewport (one row; saving it appends no event).
+
 use chrono::Utc;
 
 use crate::error::AppResult;

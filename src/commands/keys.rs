@@ -30,6 +30,7 @@ pub fn new_key() -> String {
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct IssuedKey {
     #[serde(flatten)]
+    /// The stored key (never its secret).
     pub stored: ApiKey,
     /// The key: shown only in this answer.
     pub key: String,
@@ -37,8 +38,11 @@ pub struct IssuedKey {
 
 /// A key to issue, parsed at the boundary.
 pub struct CreateKey {
+    /// A name for people.
     pub name: KeyName,
+    /// What the key may do.
     pub role: Role,
+    /// When it stops working; `None`: never.
     pub expires_at: Option<DateTime<Utc>>,
     /// Who creates it (`admin`, `cli`, `local`, or a key id).
     pub created_by: String,
@@ -63,6 +67,16 @@ pub fn create(conn: &mut DbConnection, input: CreateKey) -> diesel::QueryResult<
         },
     )?;
     Ok(IssuedKey { stored, key })
+}
+
+/// Revokes a key now, ending its sessions, in one write transaction: the key with
+/// `revoked_at`, or 404 `key not found`. (Closing its sockets is the caller's, after the
+/// commit.)
+pub fn revoke(conn: &mut DbConnection, id: Uuid) -> crate::error::AppResult<ApiKey> {
+    let (key, _) = crate::store::with_write_transaction(conn, |tx| {
+        Ok::<_, crate::error::AppError>(keys::revoke(tx.conn(), id, Utc::now())?)
+    })?;
+    key.ok_or_else(|| crate::error::AppError::NotFound("key not found".into()))
 }
 
 /// `canopy keys …`: manage keys from the command line (whoever can run the binary against the

@@ -17,10 +17,13 @@ use crate::store::{NewEvent, Tx};
 /// A workspace an operation moved, at its new absolute position (px).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Moved {
+    /// The workspace.
     pub id: Uuid,
     #[serde(serialize_with = "serialize_number")]
+    /// Its new absolute x (px).
     pub x: f64,
     #[serde(serialize_with = "serialize_number")]
+    /// Its new absolute y (px).
     pub y: f64,
 }
 

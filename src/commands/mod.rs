@@ -2,6 +2,8 @@
 //! appends the events describing the change. Each takes parsed input (the boundary already
 //! validated it) and runs inside `AppState::execute`, which publishes what committed.
 
+#![warn(missing_docs)]
+
 pub mod a2a;
 pub mod activity;
 pub mod agents;
@@ -10,4 +12,5 @@ pub mod canvas;
 pub mod keys;
 pub mod layout;
 pub mod registry;
+pub mod secrets;
 pub mod workspaces;

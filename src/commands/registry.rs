@@ -35,9 +35,13 @@ pub fn new_token() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// An agent's register call, parsed at the boundary.
 pub struct Register {
+    /// The workspace the agent runs.
     pub id: Uuid,
+    /// Where the agent answers A2A calls (http or https).
     pub url: String,
+    /// The agent's card, as it sent it (`{}` when absent).
     pub agent_card: Value,
     /// Whether the caller proved itself with the workspace's token or the admin token.
     pub authenticated: bool,
@@ -75,16 +79,12 @@ pub fn register(tx: &mut Tx<'_>, input: Register) -> AppResult<Option<String>> {
     Ok(token)
 }
 
+/// A heartbeat, parsed at the boundary.
 pub struct Heartbeat {
+    /// The workspace the agent runs.
     pub workspace_id: Uuid,
+    /// What it reports: error rate, tasks, uptime, current task.
     pub columns: HeartbeatColumns,
-}
-
-pub enum HeartbeatOutcome {
-    /// Nothing but the heartbeat columns changed: no event, no stream lock.
-    Quiet,
-    /// Serialized path needed (a status or task change).
-    NeedsEvents,
 }
 
 /// Statuses a heartbeat with this error rate leaves where they are.
@@ -106,38 +106,13 @@ pub fn quiet_beat(beat: &Heartbeat) -> QuietBeat {
     }
 }
 
-/// The fast path: most heartbeats change nothing anyone watches, so they are one guarded
-/// UPDATE with no stream lock and no event.
-pub fn heartbeat_quiet(
-    conn: &mut DbConnection,
-    row: &WorkspaceRow,
-    beat: &Heartbeat,
-) -> AppResult<HeartbeatOutcome> {
-    let status = row.status();
-    let task_changed = row.current_task.as_deref().unwrap_or_default() != beat.columns.current_task;
-    if task_changed || on_heartbeat(status, beat.columns.error_rate).is_some() {
-        return Ok(HeartbeatOutcome::NeedsEvents);
-    }
-    if ws::record_heartbeat(
-        conn,
-        beat.workspace_id,
-        &beat.columns,
-        status,
-        None,
-        Utc::now(),
-    )? {
-        Ok(HeartbeatOutcome::Quiet)
-    } else {
-        Ok(HeartbeatOutcome::NeedsEvents)
-    }
-}
-
-/// The serialized path: re-reads under the stream lock, applies the status machine and
-/// appends the events.
-pub fn heartbeat_with_events(tx: &mut Tx<'_>, beat: &Heartbeat) -> AppResult<()> {
+/// A heartbeat the batched quiet path did not take (a status or task change, or a caller it
+/// could not prove), under the stream lock: records the columns, applies the status machine
+/// to `row` (the workspace as read in this transaction, see [`agent_workspace`]) and appends
+/// WORKSPACE_ONLINE / WORKSPACE_DEGRADED / TASK_UPDATED as they apply (none for a quiet one).
+pub fn heartbeat(tx: &mut Tx<'_>, row: &WorkspaceRow, beat: &Heartbeat) -> AppResult<()> {
     tx.lock_stream()?;
     let id = beat.workspace_id;
-    let row = agent_workspace(tx.conn(), id)?;
     let status = row.status();
     let next = on_heartbeat(status, beat.columns.error_rate);
     if !ws::record_heartbeat(tx.conn(), id, &beat.columns, status, next, Utc::now())? {
@@ -172,6 +147,8 @@ pub fn heartbeat_with_events(tx: &mut Tx<'_>, beat: &Heartbeat) -> AppResult<()>
     Ok(())
 }
 
+/// Replaces the agent's card (AGENT_CARD_UPDATED). 404 for an unknown workspace, 410 for a
+/// removed one.
 pub fn update_card(tx: &mut Tx<'_>, id: Uuid, agent_card: Value) -> AppResult<()> {
     tx.lock_stream()?;
     agent_workspace(tx.conn(), id)?;
@@ -194,6 +171,8 @@ pub fn mark_offline(tx: &mut Tx<'_>, id: Uuid, silent_since: DateTime<Utc>) -> A
     Ok(true)
 }
 
+/// Fails a workspace still provisioning since before `before` (no register within
+/// `timeout_seconds` s), with WORKSPACE_PROVISION_FAILED; returns whether it happened.
 pub fn fail_provisioning(
     tx: &mut Tx<'_>,
     id: Uuid,

@@ -1,3 +1,6 @@
+//! Workspace commands: create, patch, remove, pause and resume, each under the stream lock with
+//! its events; version checks (`If-Match`) and the hierarchy's depth bound are enforced here.
+
 use chrono::Utc;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -14,13 +17,21 @@ use crate::store::workspaces::{
 };
 use crate::store::{tokens, NewEvent, Tx};
 
+/// A workspace to create (`POST /workspaces`), parsed at the boundary.
 pub struct CreateWorkspace {
+    /// Its name.
     pub name: WorkspaceName,
+    /// What it does, in words.
     pub role: Option<WorkspaceRole>,
+    /// Its tier.
     pub tier: Tier,
+    /// The runtime its agent uses.
     pub runtime: Option<RuntimeName>,
+    /// The model of an agent to assign with it.
     pub model: Option<String>,
+    /// Its parent; `None`: a root.
     pub parent_id: Option<Uuid>,
+    /// Where on the canvas (px); `None`: placed by the server.
     pub position: Option<(f64, f64)>,
 }
 
@@ -34,6 +45,9 @@ fn too_deep() -> AppError {
     ))
 }
 
+/// Creates a workspace (provisioning) with its layout and WORKSPACE_PROVISIONING event; returns
+/// its id. 400 naming `parent_id` for a parent that is not live, or one under which it would
+/// sit deeper than the hierarchy's bound.
 pub fn create(tx: &mut Tx<'_>, input: CreateWorkspace) -> AppResult<Uuid> {
     tx.lock_stream()?;
     if let Some(parent) = input.parent_id {
@@ -126,12 +140,19 @@ fn provisioning_payload(
 /// A parsed PATCH: `None` leaves a field alone; `Some(None)` clears a nullable one.
 #[derive(Default)]
 pub struct WorkspacePatch {
+    /// A new name.
     pub name: Option<WorkspaceName>,
+    /// A new role, or `Some(None)` to clear it.
     pub role: Option<Option<WorkspaceRole>>,
+    /// A new tier.
     pub tier: Option<Tier>,
+    /// A new runtime, or `Some(None)` to clear it.
     pub runtime: Option<Option<RuntimeName>>,
+    /// A new parent, or `Some(None)` to make it a root.
     pub parent_id: Option<Option<Uuid>>,
+    /// A new position on the canvas (px).
     pub position: Option<(f64, f64)>,
+    /// Whether its children are folded away on the canvas.
     pub collapsed: Option<bool>,
 }
 
@@ -282,12 +303,14 @@ pub fn patch(
     Ok(ws::version(tx.conn(), id)?.unwrap_or(row.version))
 }
 
+/// What a removal removed.
 pub struct Removal {
     /// Every workspace removed, root first.
     pub removed: Vec<Uuid>,
 }
 
 impl Removal {
+    /// How many descendants went with the workspace.
     pub fn cascade_deleted(&self) -> usize {
         self.removed.len().saturating_sub(1)
     }
@@ -339,6 +362,8 @@ pub fn delete(
     })
 }
 
+/// Pauses a live workspace and its live descendants (WORKSPACE_PAUSED each); returns how many
+/// changed (those already paused are left). 404 for a workspace that is not live.
 pub fn pause(tx: &mut Tx<'_>, id: Uuid) -> AppResult<usize> {
     tx.lock_stream()?;
     ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
@@ -359,6 +384,8 @@ pub fn pause(tx: &mut Tx<'_>, id: Uuid) -> AppResult<usize> {
     Ok(paused)
 }
 
+/// Resumes the paused workspaces of a live subtree: they provision again
+/// (WORKSPACE_PROVISIONING each); returns how many. 404 for a workspace that is not live.
 pub fn resume(tx: &mut Tx<'_>, id: Uuid) -> AppResult<usize> {
     tx.lock_stream()?;
     ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)?;
@@ -387,5 +414,5 @@ pub fn resume(tx: &mut Tx<'_>, id: Uuid) -> AppResult<usize> {
 
 /// The live workspace row or 404 (for commands in other modules).
 pub fn require_live(tx: &mut Tx<'_>, id: Uuid) -> AppResult<WorkspaceRow> {
-    ws::find_live_row(tx.conn(), id)?.ok_or_else(AppError::workspace_not_found)
+    crate::queries::workspaces::live_row(tx.conn(), id)
 }

@@ -118,6 +118,9 @@ impl JsonBody for RpcBody {
     security((), ("admin_token" = []), ("workspace_token" = [], "workspace_id" = [])),
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %path))]
+/// `POST /workspaces/:id/a2a`: relays a JSON-RPC call to the workspace's agent and answers
+/// with its reply; records the exchange as activity. With `X-Workspace-ID` the caller is that
+/// workspace (its token); without, a person. Errors: see the route's `responses`.
 pub async fn proxy(
     req: HttpRequest,
     state: web::Data<AppState>,

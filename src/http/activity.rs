@@ -1,25 +1,31 @@
-use actix_web::{web, HttpRequest, HttpResponse};
+//! Activity: `GET`/`POST /workspaces/:id/activity` and `POST /workspaces/:id/notify` (a workspace's
+//! agent, or a person). The caller is checked inside the request's one database trip (`OnBehalf`).
+
+use actix_web::HttpResponse;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::{authorize_workspace, Access};
+use super::auth::{Access, OnBehalf};
 use super::body::{FieldLimit, Json, JsonBody, Query};
-use super::openapi::{ErrorBody, StatusBody};
-use super::workspace_id;
-use crate::app::{ActAs, AppState};
+use super::openapi::{
+    BodyRefused, DbDown, ErrorBody, NoWorkspace, PathRefused, StatusBody, TokenRefused,
+    WorkspaceGone,
+};
 use crate::commands::activity::{self as commands, LogActivity, Notify};
 use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, ActivityType, ActivityTypeFilter, FieldError};
 use crate::error::{AppError, AppResult};
-use crate::store::activity::Activity;
-use crate::store::activity::{self, ActivityFilter};
+use crate::queries::activity::{self as queries, Activity, ActivityFilter};
 
+/// Rows listed when `?limit=` is absent.
 pub const DEFAULT_ACTIVITY_LIMIT: i64 = 100;
+/// Most rows one list returns (a larger `limit` is cut to this).
 pub const MAX_ACTIVITY_LIMIT: i64 = 500;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+/// `GET /workspaces/:id/activity` filters: `type`, `source` (`canvas` or `agent`), `limit`.
 pub struct ListQuery {
     #[param(value_type = Option<ActivityType>)]
     #[serde(rename = "type")]
@@ -38,21 +44,25 @@ pub struct ListQuery {
     params(("id" = String, Path, format = Uuid, description = "Workspace id"), ListQuery),
     responses(
         (status = 200, description = "The activity rows", body = Vec<Activity>),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
-pub async fn list(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    query: Query<ListQuery>,
-) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    authorize_workspace(&req, &state, id, Access::Read).await?;
+/// `GET /workspaces/:id/activity`: the rows, newest first. 401 before 400, then 404.
+pub async fn list(query: Query<ListQuery>, call: OnBehalf) -> AppResult<HttpResponse> {
+    let id = call.workspace;
+    let filter = list_filter(&query);
+    let rows = call
+        .read(Access::Read, move |c| {
+            let filter = filter?;
+            queries::list(c, id, &filter)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(rows))
+}
+
+/// The query's filter: 400 naming the parameter for a bad `type`, `source` or `limit`.
+fn list_filter(query: &ListQuery) -> AppResult<ActivityFilter> {
     let activity_type = query
         .activity_type
         .as_deref()
@@ -77,23 +87,15 @@ pub async fn list(
             ))
         }
     };
-    let filter = ActivityFilter {
+    Ok(ActivityFilter {
         activity_type: activity_type.map(|t| t.as_str().to_string()),
         from_agent,
         limit,
-    };
-    let rows = state
-        .read(move |c| {
-            if crate::store::workspaces::find_row(c, id)?.is_none() {
-                return Err(AppError::workspace_not_found());
-            }
-            Ok(activity::list(c, id, &filter)?)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(rows))
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `POST /workspaces/:id/activity`.
 pub struct LogBody {
     #[schema(required = true, nullable = false, value_type = ActivityType)]
     activity_type: Option<String>,
@@ -153,25 +155,25 @@ fn optional_uuid(field: &str, raw: Option<&str>) -> Result<Option<uuid::Uuid>, F
     request_body(content = LogBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"logged\", \"id\"}`", body = Object),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Forbidden", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
-pub async fn log(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    Json(body): Json<LogBody>,
-) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    authorize_workspace(&req, &state, id, Access::Write).await?;
+/// `POST /workspaces/:id/activity`: `{"status": "logged", "id"}`. 401 before any verdict on the
+/// body's fields, then 404/410.
+pub async fn log(Json(body): Json<LogBody>, call: OnBehalf) -> AppResult<HttpResponse> {
+    let id = call.workspace;
+    let input = log_input(id, body);
+    let activity_id = call
+        .execute(Access::Write, move |tx| commands::log(tx, id, input?))
+        .await?;
+    Ok(HttpResponse::Ok().json(json!({ "status": "logged", "id": activity_id })))
+}
+
+/// The body as a command's input: 400 naming the field, 403 for a `source_id` that is not
+/// the workspace `id` in the path.
+fn log_input(id: uuid::Uuid, body: LogBody) -> AppResult<LogActivity> {
     let activity_type = ActivityType::parse(
         "activity_type",
         body.activity_type.as_deref().unwrap_or_default(),
@@ -190,7 +192,7 @@ pub async fn log(
             })
         })
         .transpose()?;
-    let input = LogActivity {
+    Ok(LogActivity {
         activity_type,
         source_id,
         target_id: optional_uuid("target_id", body.target_id.as_deref())?,
@@ -205,16 +207,11 @@ pub async fn log(
         request_body: body.request_body,
         response_body: body.response_body,
         metadata: body.metadata,
-    };
-    let activity_id = state
-        .execute_as(ActAs::caller(&req, id), move |tx| {
-            commands::log(tx, id, input)
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(json!({ "status": "logged", "id": activity_id })))
+    })
 }
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `POST /workspaces/:id/notify`: a message and optional file attachments.
 pub struct NotifyBody {
     #[schema(required = true, nullable = false, min_length = 1)]
     message: Option<String>,
@@ -287,6 +284,18 @@ fn parse_attachments(raw: Vec<Value>) -> Result<Vec<Value>, FieldError> {
         .collect()
 }
 
+/// The body as a command's input: 400 naming the field.
+fn notify_input(body: NotifyBody) -> Result<Notify, FieldError> {
+    let message = body
+        .message
+        .filter(|m| !m.trim().is_empty())
+        .ok_or_else(|| FieldError::new("message", "is required"))?;
+    Ok(Notify {
+        message,
+        attachments: parse_attachments(body.attachments)?,
+    })
+}
+
 #[utoipa::path(
     post,
     path = "/workspaces/{id}/notify",
@@ -296,36 +305,15 @@ fn parse_attachments(raw: Vec<Value>) -> Result<Vec<Value>, FieldError> {
     request_body(content = NotifyBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"sent\"}`", body = StatusBody),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
-pub async fn notify(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    Json(body): Json<NotifyBody>,
-) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    authorize_workspace(&req, &state, id, Access::Write).await?;
-    let message = body
-        .message
-        .filter(|m| !m.trim().is_empty())
-        .ok_or_else(|| FieldError::new("message", "is required"))?;
-    let input = Notify {
-        message,
-        attachments: parse_attachments(body.attachments)?,
-    };
-    state
-        .execute_as(ActAs::caller(&req, id), move |tx| {
-            commands::notify(tx, id, input)
-        })
+/// `POST /workspaces/:id/notify`: `{"status": "sent"}`; the canvas gets AGENT_MESSAGE.
+pub async fn notify(Json(body): Json<NotifyBody>, call: OnBehalf) -> AppResult<HttpResponse> {
+    let id = call.workspace;
+    let input = notify_input(body);
+    call.execute(Access::Write, move |tx| commands::notify(tx, id, input?))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "sent" })))
 }

@@ -1,19 +1,24 @@
-use actix_web::{web, HttpResponse};
+//! Agent assignment: `POST`/`PATCH`/`DELETE /workspaces/:id/agent` and `POST /workspaces/:id/agent/move`
+//! (people only).
+
+use actix_web::HttpResponse;
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
 use super::body::{FieldLimit, Json, JsonBody};
-use super::openapi::ErrorBody;
-use super::principal::Principal;
-use super::workspace_id;
-use crate::app::{ActAs, AppState};
+use super::openapi::{
+    BodyRefused, DbDown, NoWorkspace, PathRefused, StateConflict, TokenRefused, WorkspaceGone,
+};
+use super::principal::AsPerson;
+use super::WorkspacePath;
 use crate::commands::agents as commands;
 use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, FieldError, ModelName};
 use crate::error::AppResult;
 
 #[derive(Deserialize, ToSchema)]
+/// `{"model"}`: the model an agent runs (1 to 100 bytes).
 pub struct ModelBody {
     #[schema(required = true, nullable = false, min_length = 1, max_length = 100)]
     model: Option<String>,
@@ -36,29 +41,19 @@ fn model(body: ModelBody) -> Result<ModelName, FieldError> {
     request_body(content = ModelBody, content_type = "application/json"),
     responses(
         (status = 201, description = "`{\"agent_id\", \"model\"}`", body = Object),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 409, description = "Conflict with the current state", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
+/// `POST /workspaces/:id/agent`: 201 `{"agent_id", "model"}`.
 pub async fn assign(
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    person: AsPerson,
     Json(body): Json<ModelBody>,
+    WorkspacePath(id): WorkspacePath,
 ) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
     let model = model(body)?;
-    let agent = state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::assign(tx, id, model)
-        })
+    let agent = person
+        .execute(move |tx| commands::assign(tx, id, model))
         .await?;
     Ok(HttpResponse::Created().json(json!({ "agent_id": agent.id, "model": agent.model })))
 }
@@ -72,29 +67,19 @@ pub async fn assign(
     request_body(content = ModelBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"replaced\", \"agent_id\", \"model\", \"old_model\"}`", body = Object),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 409, description = "Conflict with the current state", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
+/// `PATCH /workspaces/:id/agent`: `{"status": "replaced", "agent_id", "model", "old_model"}`.
 pub async fn replace(
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    person: AsPerson,
     Json(body): Json<ModelBody>,
+    WorkspacePath(id): WorkspacePath,
 ) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
     let model = model(body)?;
-    let r = state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::replace(tx, id, model)
-        })
+    let r = person
+        .execute(move |tx| commands::replace(tx, id, model))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "replaced", "agent_id": r.agent.id, "model": r.agent.model, "old_model": r.old_model })))
 }
@@ -107,31 +92,19 @@ pub async fn replace(
     params(("id" = String, Path, format = Uuid, description = "Workspace id")),
     responses(
         (status = 200, description = "`{\"status\": \"removed\", \"agent_id\", \"model\"}`", body = Object),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 409, description = "Conflict with the current state", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
-pub async fn remove(
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    let agent = state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::remove(tx, id)
-        })
-        .await?;
+/// `DELETE /workspaces/:id/agent`: `{"status": "removed", "agent_id", "model"}`.
+pub async fn remove(person: AsPerson, WorkspacePath(id): WorkspacePath) -> AppResult<HttpResponse> {
+    let agent = person.execute(move |tx| commands::remove(tx, id)).await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "status": "removed", "agent_id": agent.id, "model": agent.model })))
 }
 
 #[derive(Deserialize, ToSchema)]
+/// `{"target_workspace_id"}`: where the agent goes.
 pub struct MoveBody {
     #[schema(required = true, nullable = false, format = Uuid)]
     target_workspace_id: Option<String>,
@@ -150,33 +123,24 @@ impl JsonBody for MoveBody {
     request_body(content = MoveBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"moved\", \"agent_id\", \"model\", \"target_workspace_id\"}`", body = Object),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 409, description = "Conflict with the current state", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
+/// `POST /workspaces/:id/agent/move`: `{"status": "moved", "agent_id", "model",
+/// "target_workspace_id"}`.
 pub async fn move_agent(
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    person: AsPerson,
     Json(body): Json<MoveBody>,
+    WorkspacePath(id): WorkspacePath,
 ) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
     let target = body
         .target_workspace_id
         .as_deref()
         .and_then(parse_uuid)
         .ok_or_else(|| FieldError::new("target_workspace_id", "must be a workspace UUID"))?;
-    let agent = state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::move_agent(tx, id, target)
-        })
+    let agent = person
+        .execute(move |tx| commands::move_agent(tx, id, target))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "moved", "agent_id": agent.id, "model": agent.model, "target_workspace_id": target })))
 }

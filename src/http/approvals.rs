@@ -2,14 +2,14 @@
 //! canvas lists what waits (`GET /approvals/pending`, polled by the reference canvas every
 //! 10 s) and a person decides (`POST /workspaces/:id/approvals/:approval_id/decide`).
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
-use super::openapi::ErrorBody;
+use super::openapi::{DbDown, ErrorBody, InputRefused, NoWorkspace, TokenRefused, WorkspaceGone};
 use serde_json::{json, Value};
 
-use super::auth::{authorize_workspace, Access};
+use super::auth::{Access, OnBehalf};
 use super::body::{FieldLimit, Json, JsonBody, Query};
 use super::principal::Principal;
 use super::workspace_id;
@@ -19,7 +19,7 @@ use crate::domain::approvals::{self, parse_decided_by, Decision, NewApproval};
 use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, FieldError};
 use crate::error::{AppError, AppResult};
-use crate::store::approvals as store;
+use crate::queries::approvals as queries;
 
 /// Requests listed when `?limit=` is absent.
 pub const DEFAULT_APPROVALS_LIMIT: i64 = 50;
@@ -27,6 +27,7 @@ pub const DEFAULT_APPROVALS_LIMIT: i64 = 50;
 pub const MAX_APPROVALS_LIMIT: i64 = 500;
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `POST /workspaces/:id/approvals`: what the agent wants to do and why.
 pub struct CreateBody {
     #[schema(required = true, nullable = false, min_length = 1)]
     action: Option<String>,
@@ -56,36 +57,27 @@ impl JsonBody for CreateBody {
     request_body(content = CreateBody, content_type = "application/json"),
     responses(
         (status = 201, description = "`{\"approval_id\", \"status\": \"pending\"}`", body = Object),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, NoWorkspace, WorkspaceGone, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
-#[tracing::instrument(skip_all, fields(workspace_id = %path))]
-pub async fn create(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    Json(body): Json<CreateBody>,
-) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    authorize_workspace(&req, &state, id, Access::Write).await?;
-    let new = NewApproval::parse(body.action, body.reason, body.task_id, body.context)?;
-    let timeout = state.config.approval_timeout;
-    let approval_id = state
-        .execute_as(ActAs::caller(&req, id), move |tx| {
-            commands::request(tx, id, new, timeout)
+#[tracing::instrument(skip_all, fields(workspace_id = %call.workspace))]
+pub async fn create(Json(body): Json<CreateBody>, call: OnBehalf) -> AppResult<HttpResponse> {
+    let id = call.workspace;
+    let new = NewApproval::parse(body.action, body.reason, body.task_id, body.context);
+    let timeout = call.state().config.approval_timeout;
+    let approval_id = call
+        .execute(Access::Write, move |tx| {
+            commands::request(tx, id, new?, timeout)
         })
         .await?;
     Ok(HttpResponse::Created().json(json!({ "approval_id": approval_id, "status": "pending" })))
 }
 
 #[derive(Deserialize, IntoParams)]
+/// `?limit=`: how many requests to list.
 pub struct ListQuery {
     limit: Option<i64>,
 }
@@ -107,28 +99,16 @@ fn limit(query: &ListQuery) -> Result<i64, FieldError> {
     params(("id" = String, Path, format = Uuid, description = "Workspace id"), ListQuery),
     responses(
         (status = 200, description = "The requests", body = Vec<Object>),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, NoWorkspace, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
-pub async fn list(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    query: Query<ListQuery>,
-) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    authorize_workspace(&req, &state, id, Access::Read).await?;
-    let limit = limit(&query)?;
-    let rows = state
-        .read(move |c| {
-            if crate::store::workspaces::find_row(c, id)?.is_none() {
-                return Err(AppError::workspace_not_found());
-            }
-            Ok(store::list_for_workspace(c, id, limit)?)
+pub async fn list(query: Query<ListQuery>, call: OnBehalf) -> AppResult<HttpResponse> {
+    let id = call.workspace;
+    let limit = limit(&query);
+    let rows = call
+        .read(Access::Read, move |c| {
+            queries::list_for_workspace(c, id, limit?)
         })
         .await?;
     Ok(HttpResponse::Ok().json(rows))
@@ -145,9 +125,7 @@ pub async fn list(
     params(ListQuery),
     responses(
         (status = 200, description = "The pending requests", body = Vec<Object>),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
@@ -156,13 +134,12 @@ pub async fn list_pending(
     query: Query<ListQuery>,
 ) -> AppResult<HttpResponse> {
     let limit = limit(&query)?;
-    let rows = state
-        .read(move |c| Ok(store::list_pending(c, limit)?))
-        .await?;
+    let rows = state.read(move |c| queries::list_pending(c, limit)).await?;
     Ok(HttpResponse::Ok().json(rows))
 }
 
 #[derive(Deserialize, ToSchema)]
+/// The body of a decision: `approved` or `denied`, and optionally who decided.
 pub struct DecideBody {
     #[schema(required = true, nullable = false, pattern = "^(approved|denied)$")]
     decision: Option<String>,
@@ -192,13 +169,11 @@ impl JsonBody for DecideBody {
     request_body(content = DecideBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\", \"approval_id\", \"decided_by\", \"decided_at\"}`", body = Object),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 404, description = "Request or workspace not found", body = ErrorBody),
         (status = 409, description = "Already decided: the first decision", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]

@@ -8,14 +8,14 @@
 use std::collections::HashMap;
 
 use actix_web::http::header;
-use actix_web::HttpRequest;
+use actix_web::{web, FromRequest, HttpRequest};
 use uuid::Uuid;
 
-use crate::app::AppState;
+use crate::app::{ActAs, AppState};
 use crate::error::{AppError, AppResult};
 pub use crate::secrets::hash_token;
 use crate::secrets::same_secret;
-use crate::store::{tokens, DbConnection};
+use crate::store::{tokens, DbConnection, Tx};
 
 /// The token of `Authorization: Bearer <token>`. The scheme name is case-insensitive
 /// (RFC 9110 §11.1, RFC 6750 §2.1), and any run of spaces may separate it from the token.
@@ -33,6 +33,7 @@ pub fn query_token(req: &HttpRequest) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Whether `token` is `ADMIN_TOKEN` (constant-time); `false` when either is absent.
 pub fn is_admin_token(state: &AppState, token: Option<&str>) -> bool {
     match (&state.config.admin_token, token) {
         (Some(expected), Some(given)) => same_secret(expected.expose(), given),
@@ -70,7 +71,9 @@ pub fn require_person(
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Who passed [`authorize_blocking`].
 pub enum Caller {
+    /// The admin token, a person the route admitted, or anyone in open mode (`Read`/`Write`).
     Admin,
     /// A workspace proven by its token.
     Workspace(Uuid),
@@ -226,14 +229,173 @@ pub fn authorize_blocking(
     }
 }
 
-pub async fn authorize_workspace(
-    req: &HttpRequest,
-    state: &AppState,
-    workspace_id: Uuid,
-    access: Access,
-) -> AppResult<Caller> {
-    let credentials = Credentials::from_request(req, state);
-    state
-        .read(move |c| authorize_blocking(c, &credentials, workspace_id, access))
-        .await
+/// A call on a workspace's behalf ("workspace or admin" routes), read from the request
+/// without touching the database: the workspace the call is for, what the caller presented,
+/// and whom the command names as its actor. [`OnBehalf::read`] and [`OnBehalf::execute`]
+/// check the caller inside the same blocking call as the work (issue 13 item 1: one pool trip
+/// or one batcher command per request, never an auth trip before it), the way crates.io runs
+/// auth inside its `interact` closure.
+///
+/// As an extractor it reads the workspace from the path's `{id}` (400 `invalid workspace ID`
+/// when that is not a UUID); [`OnBehalf::new`] takes it from elsewhere (a header, a body).
+/// Work that can refuse its input before the trip should hand the verdict into the closure
+/// (`move |c| { let input = input?; … }`), so a caller without access hears 401, not how its
+/// input was wrong.
+pub struct OnBehalf {
+    /// The workspace the call is for.
+    pub workspace: Uuid,
+    credentials: Credentials,
+    act_as: ActAs,
+    state: web::Data<AppState>,
+}
+
+impl OnBehalf {
+    /// The call `req` makes for `workspace`.
+    pub fn new(req: &HttpRequest, state: &web::Data<AppState>, workspace: Uuid) -> OnBehalf {
+        OnBehalf {
+            workspace,
+            credentials: Credentials::from_request(req, state),
+            act_as: ActAs::caller(req, workspace),
+            state: state.clone(),
+        }
+    }
+
+    /// The application state, for work before or after the trip.
+    pub fn state(&self) -> &web::Data<AppState> {
+        &self.state
+    }
+
+    /// Checks the caller on `conn` (see [`authorize_blocking`]), for closures that must answer
+    /// something else first (404/410 before 401 on the registry).
+    pub fn authorize(&self, conn: &mut DbConnection, access: Access) -> AppResult<Caller> {
+        authorize_blocking(conn, &self.credentials, self.workspace, access)
+    }
+
+    /// Runs `query` on the blocking pool after checking the caller for `access`, in one trip.
+    /// Errors: the check's 401, then whatever `query` returns.
+    pub async fn read<T, F>(self, access: Access, query: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut DbConnection) -> AppResult<T> + Send + 'static,
+    {
+        let (credentials, workspace) = (self.credentials, self.workspace);
+        self.state
+            .read(move |c| {
+                authorize_blocking(c, &credentials, workspace, access)?;
+                query(c)
+            })
+            .await
+    }
+
+    /// Runs `command` in the batcher's command lane after checking the caller for `access`
+    /// inside the same transaction; its events and activity rows name the caller (a person
+    /// the route admitted, else the workspace's agent). Errors: the check's 401, then the
+    /// command's.
+    pub async fn execute<T, F>(self, access: Access, command: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> AppResult<T> + Send + 'static,
+    {
+        self.execute_checked(access, false, command).await
+    }
+
+    /// [`OnBehalf::execute`] for an agent's own workspace (the registry): 404 for an unknown
+    /// workspace and 410 for a removed one come before the caller check, because a removed
+    /// workspace's tokens are revoked and its agent must learn it is gone, not that it is
+    /// unauthorized.
+    pub async fn execute_on_agent_workspace<T, F>(self, access: Access, command: F) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> AppResult<T> + Send + 'static,
+    {
+        self.execute_checked(access, true, command).await
+    }
+
+    async fn execute_checked<T, F>(
+        self,
+        access: Access,
+        gone_first: bool,
+        command: F,
+    ) -> AppResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> AppResult<T> + Send + 'static,
+    {
+        let (credentials, workspace) = (self.credentials, self.workspace);
+        self.state
+            .execute_as(self.act_as, move |tx| {
+                if gone_first {
+                    crate::commands::registry::agent_workspace(tx.conn(), workspace)?;
+                }
+                authorize_blocking(tx.conn(), &credentials, workspace, access)?;
+                command(tx)
+            })
+            .await
+    }
+}
+
+/// What a register call (`POST /registry/register`) shows, read from the request without a
+/// trip; [`RegisterProof::check`] weighs it inside the register command.
+pub enum RegisterProof {
+    /// No bearer token: the command decides (a first register mints the token; once the
+    /// workspace holds one, 401).
+    Nothing,
+    /// A person's credential that the route admitted (the admin token, an admin's key).
+    Person,
+    /// Any other bearer token, by its hash: it must be the workspace's own.
+    Token(String),
+}
+
+impl RegisterProof {
+    /// Reads the request's bearer token and the person the middleware admitted.
+    pub fn of_request(req: &HttpRequest) -> RegisterProof {
+        match bearer(req) {
+            None => RegisterProof::Nothing,
+            Some(_)
+                if super::principal::of_request(req)
+                    .is_some_and(|p| p.is_authenticated_person()) =>
+            {
+                RegisterProof::Person
+            }
+            Some(token) => RegisterProof::Token(hash_token(token)),
+        }
+    }
+
+    /// Whether the caller proved itself for `workspace` (a person, or the workspace's own
+    /// token): `false` without a token; 401 `invalid workspace auth token` for any other.
+    pub fn check(&self, conn: &mut DbConnection, workspace: Uuid) -> AppResult<bool> {
+        match self {
+            RegisterProof::Nothing => Ok(false),
+            RegisterProof::Person => Ok(true),
+            RegisterProof::Token(hash) => {
+                if tokens::workspace_of(conn, hash)? != Some(workspace) {
+                    return Err(AppError::Unauthorized(
+                        "invalid workspace auth token".into(),
+                    ));
+                }
+                Ok(true)
+            }
+        }
+    }
+}
+
+impl FromRequest for OnBehalf {
+    type Error = AppError;
+    type Future = std::future::Ready<AppResult<OnBehalf>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(on_behalf_of_path(req))
+    }
+}
+
+fn on_behalf_of_path(req: &HttpRequest) -> AppResult<OnBehalf> {
+    let super::WorkspacePath(workspace) = super::WorkspacePath::extract(req).into_inner()?;
+    Ok(OnBehalf::new(req, &app_state(req)?, workspace))
+}
+
+/// The application state registered with the server (always there; 500 if not).
+pub fn app_state(req: &HttpRequest) -> AppResult<web::Data<AppState>> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| AppError::Internal(anyhow::anyhow!("no application state")))
 }

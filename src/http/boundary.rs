@@ -33,6 +33,7 @@ pub struct Boundary {
 }
 
 impl Boundary {
+    /// The hosts and origins `config` allows, with the listen address added as a host name.
     pub fn from_config(config: &Config) -> Boundary {
         let mut allowed_hosts = config.allowed_hosts.clone();
         // A specific listen address is a name clients use to reach it.

@@ -1,18 +1,20 @@
+//! The shared canvas: its viewport, who has it open, and Arrange.
+
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
 use super::body::{FieldLimit, Json, JsonBody};
-use super::openapi::{ErrorBody, StatusBody};
-use super::principal::Principal;
-use crate::app::{ActAs, AppState};
+use super::openapi::{BodyRefused, DbDown, ErrorBody, InputRefused, StatusBody, TokenRefused};
+use super::principal::AsPerson;
+use crate::app::AppState;
 use crate::commands::layout::{self as layout_commands, Moved};
 use crate::domain::events::json_number;
 use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, parse_coordinate, parse_zoom, FieldError};
 use crate::error::AppResult;
-use crate::store::canvas::{self, Viewport};
+use crate::queries::canvas::Viewport;
 
 #[utoipa::path(
     get,
@@ -21,18 +23,19 @@ use crate::store::canvas::{self, Viewport};
     summary = "The saved canvas viewport",
     responses(
         (status = 200, description = "`{\"x\", \"y\", \"zoom\"}`", body = ViewportBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        TokenRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
+/// `GET /canvas/viewport`: `{"x", "y", "zoom"}`, the default until someone saves one.
 pub async fn get_viewport(state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    let v = state.read(|c| Ok(canvas::viewport(c)?)).await?;
+    let v = state.read(crate::queries::canvas::viewport).await?;
     Ok(HttpResponse::Ok()
         .json(json!({ "x": json_number(v.x), "y": json_number(v.y), "zoom": json_number(v.zoom) })))
 }
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `PUT /canvas/viewport`: `x`, `y` (px) and `zoom`.
 pub struct ViewportBody {
     x: f64,
     y: f64,
@@ -52,17 +55,13 @@ impl JsonBody for ViewportBody {
     request_body(content = ViewportBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"saved\"}`", body = StatusBody),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
+/// `PUT /canvas/viewport`: saves the shared viewport; `{"status": "saved"}`.
 pub async fn put_viewport(
-    principal: Principal,
-    state: web::Data<AppState>,
+    person: AsPerson,
     Json(body): Json<ViewportBody>,
 ) -> AppResult<HttpResponse> {
     let viewport = Viewport {
@@ -70,10 +69,8 @@ pub async fn put_viewport(
         y: parse_coordinate("y", body.y)?,
         zoom: parse_zoom(body.zoom)?,
     };
-    state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            crate::commands::canvas::save_viewport(tx, viewport)
-        })
+    person
+        .execute(move |tx| crate::commands::canvas::save_viewport(tx, viewport))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "saved" })))
 }
@@ -90,6 +87,7 @@ pub async fn put_viewport(
     ),
     security((), ("admin_token" = [])),
 )]
+/// `GET /canvas/presence`: who has a canvas open, on any instance (no database trip).
 pub async fn presence(state: web::Data<AppState>) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(state.presence.list()))
 }
@@ -128,23 +126,16 @@ pub struct ArrangeResponse {
     request_body(content = ArrangeBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"moved\": [{\"id\", \"x\", \"y\"}]}`: absolute positions of the workspaces that moved", body = ArrangeResponse),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
         (status = 404, description = "`root_id` is not a live workspace: `{\"error\", \"root_id\"}`", body = ErrorBody),
         (status = 422, description = "A tree to lay out is deeper than 64 levels (rows made before the bound): `{\"error\", \"root_id\"}` naming its root; nothing moved", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "The caller may not change the canvas (a viewer, an agent)", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
-pub async fn arrange(
-    principal: Principal,
-    state: web::Data<AppState>,
-    Json(body): Json<ArrangeBody>,
-) -> AppResult<HttpResponse> {
+/// `POST /canvas/arrange`: lays out one tree or all of them; `{"moved": [{"id", "x", "y"}]}`.
+pub async fn arrange(person: AsPerson, Json(body): Json<ArrangeBody>) -> AppResult<HttpResponse> {
     let root = body
         .root_id
         .as_deref()
@@ -152,10 +143,8 @@ pub async fn arrange(
             parse_uuid(raw).ok_or_else(|| FieldError::new("root_id", "must be a workspace UUID"))
         })
         .transpose()?;
-    let moved = state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            layout_commands::arrange(tx, root)
-        })
+    let moved = person
+        .execute(move |tx| layout_commands::arrange(tx, root))
         .await?;
     tracing::info!(root_id = ?root, moved = moved.len(), "canvas arranged");
     Ok(HttpResponse::Ok().json(ArrangeResponse { moved }))

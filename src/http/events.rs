@@ -1,20 +1,24 @@
+//! The structural log: `GET /events` and `GET /events/:workspace_id`, newest first, in pages.
+
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::body::Query;
-use super::openapi::ErrorBody;
+use super::openapi::{DbDown, InputRefused, NoWorkspace, PathRefused, TokenRefused};
 use super::workspace_id;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
-use crate::store::events as stream;
-use crate::store::events::StructureEvent;
+use crate::queries::events::{self as queries, StructureEvent};
 
+/// Events listed when `?limit=` is absent.
 pub const DEFAULT_EVENTS_LIMIT: i64 = 100;
+/// Most events one page holds (a larger `limit` is 400).
 pub const MAX_EVENTS_LIMIT: i64 = 1000;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+/// A page: `limit`, `before_seq` (exclusive), `actor`.
 pub struct EventsQuery {
     #[param(minimum = 1, maximum = 1000)]
     limit: Option<i64>,
@@ -49,21 +53,7 @@ async fn page(
         return Err(AppError::BadRequest("actor: must be 1 to 255 bytes".into()));
     }
     let events = state
-        .read(move |c| {
-            // A removed workspace keeps its history; one that never existed has none to page.
-            if let Some(id) = workspace {
-                if crate::store::workspaces::find_row(c, id)?.is_none() {
-                    return Err(AppError::workspace_not_found());
-                }
-            }
-            Ok(stream::structure_events_by(
-                c,
-                workspace,
-                actor.as_deref(),
-                before,
-                limit,
-            )?)
-        })
+        .read(move |c| queries::structure_events(c, workspace, actor.as_deref(), before, limit))
         .await?;
     Ok(HttpResponse::Ok().json(events))
 }
@@ -77,9 +67,7 @@ async fn page(
     params(EventsQuery),
     responses(
         (status = 200, description = "The events", body = Vec<StructureEvent>),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
@@ -98,13 +86,12 @@ pub async fn list_all(
     params(("workspace_id" = String, Path, format = Uuid, description = "Workspace id"), EventsQuery),
     responses(
         (status = 200, description = "The events", body = Vec<StructureEvent>),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
+/// `GET /events/:workspace_id`: one workspace's structural events, newest first; 404 for one
+/// that never existed.
 pub async fn list_for_workspace(
     state: web::Data<AppState>,
     path: web::Path<String>,

@@ -1,9 +1,10 @@
+//! `GET /health` (liveness and readiness) and `GET /metrics` (Prometheus).
+
 use actix_web::{web, HttpResponse};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::app::AppState;
-use crate::store::events as stream;
 
 /// `GET /health`: this instance and what it is connected to.
 #[derive(Serialize, ToSchema)]
@@ -16,7 +17,9 @@ pub struct HealthBody {
     pub database_backend: &'static str,
     /// `local` or `redis`.
     pub backplane: &'static str,
+    /// Whether the backplane (Redis) answers; always `true` for the local one.
     pub backplane_connected: bool,
+    /// This instance's id (`INSTANCE_ID`, or generated at start).
     pub instance_id: String,
     /// Open WebSocket sessions on this instance.
     pub sessions: usize,
@@ -40,10 +43,7 @@ pub struct HealthBody {
 /// Liveness and readiness: 503 while the database cannot answer.
 pub async fn health(state: web::Data<AppState>) -> HttpResponse {
     let head_seq = match state.store.ping().await {
-        Ok(()) => state
-            .read(|c| Ok(stream::stream_head(c)?.last_seq))
-            .await
-            .ok(),
+        Ok(()) => state.read(crate::queries::events::head_seq).await.ok(),
         Err(e) => {
             tracing::warn!(error = %e, "health check: database unavailable");
             None
@@ -77,6 +77,7 @@ pub async fn health(state: web::Data<AppState>) -> HttpResponse {
         (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
     ),
 )]
+/// `GET /metrics`: the Prometheus text exposition, with the pool gauges refreshed.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let (connections, idle) = state.store.pool_state();
     metrics::gauge!("canopy_db_pool_connections").set(connections as f64);

@@ -7,7 +7,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::body::{FieldLimit, Json, JsonBody};
-use super::openapi::ErrorBody;
+use super::openapi::{BodyRefused, DbDown, ErrorBody, InputRefused};
 use super::principal::Principal;
 use crate::app::AppState;
 use crate::commands::keys::{self as commands, CreateKey, IssuedKey};
@@ -15,9 +15,10 @@ use crate::domain::people::Role;
 use crate::domain::validation::{FieldError, KeyName};
 use crate::error::{AppError, AppResult};
 use crate::events::control::ControlMessage;
-use crate::store::keys::{self as store, ApiKey};
+use crate::queries::keys::ApiKey;
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `POST /keys`: a name, a role and an optional expiry.
 pub struct CreateKeyBody {
     /// Whose key it is ("Ada", "CI"): one line, at most 255 bytes.
     #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
@@ -73,16 +74,14 @@ fn parse_create(body: CreateKeyBody, created_by: String) -> Result<CreateKey, Fi
     request_body(content = CreateKeyBody, content_type = "application/json"),
     responses(
         (status = 201, description = "`{\"id\",\"key\",\"name\",\"role\",\"prefix\",\"created_by\",\"created_at\",\"expires_at\",…}`", body = IssuedKey),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller's role is not admin", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, BodyRefused, DbDown,
     ),
     security(("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
+/// `POST /keys`: 201 with the key, shown this once.
 pub async fn create(
     state: web::Data<AppState>,
     principal: Principal,
@@ -103,12 +102,13 @@ pub async fn create(
         (status = 200, description = "The keys", body = Vec<ApiKey>),
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller's role is not admin", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        DbDown,
     ),
     security(("admin_token" = [])),
 )]
+/// `GET /keys`: every key, newest first, never the keys themselves.
 pub async fn list(state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    let all = state.read(|c| Ok(store::list(c)?)).await?;
+    let all = state.read(crate::queries::keys::list).await?;
     Ok(HttpResponse::Ok().json(all))
 }
 
@@ -124,26 +124,20 @@ pub async fn list(state: web::Data<AppState>) -> AppResult<HttpResponse> {
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "The caller's role is not admin", body = ErrorBody),
         (status = 404, description = "No such key", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        DbDown,
     ),
     security(("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all, fields(key_id = %path))]
+/// `DELETE /keys/:id`: the key with `revoked_at`; its sessions end and its sockets close on
+/// every instance. 400 for an id that is not a UUID, 404 for an unknown key.
 pub async fn revoke(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let id = crate::domain::ids::parse_uuid(&path)
         .ok_or_else(|| AppError::BadRequest("id: must be a key UUID".into()))?;
-    let key = state
-        .read(move |c| {
-            let (key, _) = crate::store::with_write_transaction(c, |tx| {
-                Ok::<_, AppError>(store::revoke(tx.conn(), id, Utc::now())?)
-            })?;
-            Ok(key)
-        })
-        .await?
-        .ok_or_else(|| AppError::NotFound("key not found".into()))?;
+    let key = state.read(move |c| commands::revoke(c, id)).await?;
     // Committed: every instance closes the key's sockets; HTTP already refuses it.
     state
         .control

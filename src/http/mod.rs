@@ -1,5 +1,7 @@
 //! HTTP: one file per resource. Handlers extract, call a command, map the result.
 
+#![warn(missing_docs)]
+
 pub mod a2a;
 pub mod activity;
 pub mod agents;
@@ -145,6 +147,8 @@ fn register_static_files(cfg: &mut web::ServiceConfig) {
     }
 }
 
+/// Registers the API routes, the static files and the JSON 404 for everything else, with the
+/// body size limit and the path extractor's 400.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .app_data(
@@ -197,4 +201,20 @@ pub fn cors(config: &Config) -> Cors {
 /// Parses a workspace id from the path: 400 `invalid workspace ID` if it is not a UUID.
 pub fn workspace_id(raw: &str) -> Result<uuid::Uuid, AppError> {
     crate::domain::ids::parse_uuid(raw).ok_or_else(AppError::invalid_workspace_id)
+}
+
+/// The workspace a `/workspaces/{id}/…` route is about, parsed from the path's `{id}`: 400
+/// `invalid workspace ID` if it is not a UUID. Put it after a body extractor, so a bad body is
+/// reported first.
+pub struct WorkspacePath(pub uuid::Uuid);
+
+impl actix_web::FromRequest for WorkspacePath {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<WorkspacePath, AppError>>;
+
+    fn from_request(req: &actix_web::HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(
+            workspace_id(req.match_info().get("id").unwrap_or_default()).map(WorkspacePath),
+        )
+    }
 }

@@ -31,12 +31,77 @@ pub struct ErrorBody {
 /// `deleted`, …).
 #[derive(Serialize, ToSchema)]
 pub struct StatusBody {
+    /// What happened.
     pub status: String,
+}
+
+/// An error response with `description`, its body an [`ErrorBody`].
+fn error_response(
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::response::Response> {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// Declares sets of error responses that many operations answer alike, each named once and
+/// listed by name in `#[utoipa::path(responses(…))]` beside the operation's own tuples.
+macro_rules! error_responses {
+    ($($(#[$doc:meta])* $name:ident: $($status:literal => $description:literal),+;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl utoipa::IntoResponses for $name {
+            fn responses() -> std::collections::BTreeMap<
+                String,
+                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
+            > {
+                [$(($status, $description)),+]
+                    .into_iter()
+                    .map(|(status, description)| (status.to_string(), error_response(description)))
+                    .collect()
+            }
+        }
+    )*};
+}
+
+error_responses! {
+    /// 400 for a path id that is not a UUID or a field breaking its rule.
+    PathRefused: "400" => "Invalid input (a path id that is not a UUID, a field breaking its rule)";
+    /// 400 for a field breaking its rule (operations without a path id).
+    InputRefused: "400" => "Invalid input; the message names the field and the rule";
+    /// 401 for a missing or wrong credential.
+    TokenRefused: "401" => "Missing or invalid token";
+    /// 404 for an unknown workspace.
+    NoWorkspace: "404" => "Workspace not found";
+    /// 409 for a change the current state forbids.
+    StateConflict: "409" => "Conflict with the current state";
+    /// 410 for a removed workspace.
+    WorkspaceGone: "410" => "The workspace was removed";
+    /// 413 and 415: what `http::body` refuses before a handler runs.
+    BodyRefused:
+        "413" => "Body over 1 MiB, or a field over its limit",
+        "415" => "Body not sent as `Content-Type: application/json`";
+    /// 503 while the database cannot answer.
+    DbDown: "503" => "Database unavailable";
+    /// 503 for a secret write: the database, or secrets disabled.
+    SecretsDown: "503" => "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)";
 }
 
 /// Security scheme names used by the operations.
 pub const ADMIN_TOKEN: &str = "admin_token";
+/// The scheme of a workspace's own token.
 pub const WORKSPACE_TOKEN: &str = "workspace_token";
+/// The scheme of the `X-Workspace-ID` header.
 pub const WORKSPACE_ID_HEADER: &str = "workspace_id";
 
 struct SecuritySchemes;
@@ -127,20 +192,8 @@ struct IdempotencyKeys;
 impl Modify for IdempotencyKeys {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
-        use utoipa::openapi::{ObjectBuilder, Ref, RefOr, Required, ResponseBuilder, Type};
-        let error = |description: &str| {
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description(description)
-                    .content(
-                        "application/json",
-                        utoipa::openapi::ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ErrorBody")))
-                            .build(),
-                    )
-                    .build(),
-            )
-        };
+        use utoipa::openapi::{ObjectBuilder, Required, Type};
+        let error = error_response;
         for item in openapi.paths.paths.values_mut() {
             let operations = [
                 item.post.as_mut(),

@@ -24,10 +24,10 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use super::auth::{bearer, hash_token, is_admin_token, is_open, query_token};
-use crate::app::AppState;
+use crate::app::{ActAs, AppState};
 use crate::domain::people::{Actor, ActorType, Role};
 use crate::error::AppError;
-use crate::store::{keys, tokens};
+use crate::store::{keys, tokens, Tx};
 
 /// The name of the browser session cookie (`POST /session`).
 pub const SESSION_COOKIE: &str = "canopy_session";
@@ -61,9 +61,13 @@ impl Requirement {
 pub enum Via {
     /// Nothing: open mode makes everyone the local admin.
     OpenMode,
+    /// `ADMIN_TOKEN`, the bootstrap admin.
     AdminToken,
+    /// An API key (`cnp_…`).
     ApiKey,
+    /// The browser session cookie.
     Session,
+    /// A workspace's own token (an agent).
     WorkspaceToken,
 }
 
@@ -71,19 +75,24 @@ pub enum Via {
 /// it is a field of its own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
+    /// The one organisation.
     Organisation,
 }
 
 /// A resolved caller.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
+    /// A person or an agent.
     pub kind: ActorType,
     /// A key's id, `admin`, `local`, or a workspace id.
     pub id: String,
+    /// How events name it: the key's name, `admin`, `local`.
     pub name: String,
     /// `None` for agents: their access is per workspace, not a role.
     pub role: Option<Role>,
+    /// The organisation it acts in.
     pub scope: Scope,
+    /// How it proved who it is.
     pub via: Via,
     /// The API key behind a key or session principal (revocation closes its sockets).
     pub key_id: Option<Uuid>,
@@ -159,6 +168,48 @@ impl FromRequest for Principal {
                 .cloned()
                 .ok_or_else(|| AppError::Unauthorized("authentication required".into())),
         )
+    }
+}
+
+/// A person route's caller with the application: [`AsPerson::execute`] runs a command whose
+/// events and activity rows name them. Extraction fails with 401 where [`Principal`] does.
+pub struct AsPerson {
+    /// The person the route's requirement admitted.
+    pub principal: Principal,
+    state: web::Data<AppState>,
+}
+
+impl AsPerson {
+    /// The application state, for work before or after the command.
+    pub fn state(&self) -> &web::Data<AppState> {
+        &self.state
+    }
+
+    /// Runs `command` in the batcher's command lane as this person (see
+    /// [`AppState::execute_as`]): its value, or its error.
+    pub async fn execute<T, F>(&self, command: F) -> Result<T, AppError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Tx<'_>) -> Result<T, AppError> + Send + 'static,
+    {
+        self.state
+            .execute_as(ActAs::Actor(self.principal.actor()), command)
+            .await
+    }
+}
+
+impl FromRequest for AsPerson {
+    type Error = AppError;
+    type Future = std::future::Ready<Result<AsPerson, AppError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let principal = Principal::from_request(req, payload).into_inner();
+        std::future::ready(principal.and_then(|principal| {
+            Ok(AsPerson {
+                principal,
+                state: super::auth::app_state(req)?,
+            })
+        }))
     }
 }
 

@@ -71,10 +71,15 @@ impl TokenKey {
 /// Which limit refused a request (the `limit` field of the 429 body).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Bucket {
+    /// A bearer token's own bucket (an agent's).
     Token,
+    /// The admin token's bucket (larger: every canvas may share it).
     AdminToken,
+    /// A person's bucket (their API key or session).
     Person,
+    /// The client address's bucket.
     Address,
+    /// WebSocket upgrades per client address.
     WebSocketUpgrades,
 }
 
@@ -94,7 +99,9 @@ impl Bucket {
 /// A refused request: which bucket is empty, and when it will hold a request again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Refusal {
+    /// The bucket that is empty.
     pub bucket: Bucket,
+    /// When it holds a request again.
     pub retry_after: Duration,
 }
 

@@ -7,36 +7,29 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use super::auth::{
-    authorize_blocking, authorize_workspace, bearer, hash_token, heartbeat_proof, Access,
-    Credentials,
+    authorize_blocking, heartbeat_proof, Access, Credentials, OnBehalf, RegisterProof,
 };
 use super::body::{FieldLimit, Json, JsonBody, Query};
-use super::openapi::{ErrorBody, StatusBody};
+use super::openapi::{
+    BodyRefused, DbDown, ErrorBody, InputRefused, NoWorkspace, PathRefused, StateConflict,
+    StatusBody, TokenRefused, WorkspaceGone,
+};
 use super::workspace_id;
 use crate::app::{ActAs, AppState};
-use crate::commands::registry::{self as commands, Heartbeat, HeartbeatOutcome, Register};
+use crate::commands::registry::{self as commands, Heartbeat, Register};
 use crate::domain::ids::parse_uuid;
 use crate::domain::validation::{limits, FieldError};
 use crate::error::{AppError, AppResult};
-use crate::store::tokens;
-use crate::store::workspaces::Workspace;
-use crate::store::workspaces::{self as ws, HeartbeatColumns};
+use crate::queries::registry as queries;
+use crate::store::workspaces::{HeartbeatColumns, Workspace};
 
 fn body_uuid(field: &str, raw: Option<&str>) -> Result<Uuid, FieldError> {
     raw.and_then(parse_uuid)
         .ok_or_else(|| FieldError::new(field, "must be a workspace UUID"))
 }
 
-/// 404 for an unknown workspace and 410 for a removed one, before any token check: a removed
-/// workspace's tokens are revoked, and its agent must learn it is gone, not that it is
-/// unauthorized.
-async fn require_agent_workspace(state: &AppState, id: Uuid) -> AppResult<()> {
-    state
-        .read(move |c| commands::agent_workspace(c, id).map(|_| ()))
-        .await
-}
-
 #[derive(Deserialize, ToSchema)]
+/// The body of `POST /registry/register`: the workspace id, the agent's URL and its card.
 pub struct RegisterBody {
     #[schema(required = true, nullable = false, format = Uuid)]
     id: Option<String>,
@@ -79,18 +72,13 @@ fn parse_agent_url(raw: Option<&str>) -> Result<String, FieldError> {
     request_body(content = RegisterBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"registered\", \"auth_token\"?}`", body = Object),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 409, description = "Conflict with the current state", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
+/// `POST /registry/register`: `{"status": "registered"}`, with `auth_token` (shown once) on
+/// the first register. One batcher command: 404/410, then the token, then the registration.
 pub async fn register(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -99,37 +87,22 @@ pub async fn register(
     let id = body_uuid("id", body.id.as_deref())?;
     let url = parse_agent_url(body.url.as_deref())?;
     let agent_card = body.agent_card.unwrap_or_else(|| json!({}));
-    require_agent_workspace(&state, id).await?;
-
-    // A token, when given, must be the admin's or this workspace's own.
-    let authenticated = match bearer(&req) {
-        None => false,
-        Some(_)
-            if super::principal::of_request(&req).is_some_and(|p| p.is_authenticated_person()) =>
-        {
-            true
-        }
-        Some(token) => {
-            let hash = hash_token(token);
-            let owner = state
-                .read(move |c| Ok(tokens::workspace_of(c, &hash)?))
-                .await?;
-            if owner != Some(id) {
-                return Err(AppError::Unauthorized(
-                    "invalid workspace auth token".into(),
-                ));
-            }
-            true
-        }
-    };
-    let input = Register {
-        id,
-        url: url.clone(),
-        agent_card,
-        authenticated,
-    };
+    let proof = RegisterProof::of_request(&req);
+    let registered_url = url.clone();
+    // One command: 404/410 before any token check (a removed workspace's tokens are revoked,
+    // and its agent must learn it is gone, not that it is unauthorized), then the token.
     let token = state
-        .execute_as(ActAs::Agent(id), move |tx| commands::register(tx, input))
+        .execute_as(ActAs::Agent(id), move |tx| {
+            commands::agent_workspace(tx.conn(), id)?;
+            let authenticated = proof.check(tx.conn(), id)?;
+            let input = Register {
+                id,
+                url: registered_url,
+                agent_card,
+                authenticated,
+            };
+            commands::register(tx, input)
+        })
         .await?;
     state.liveness.arm(id, state.config.liveness_ttl).await;
     state.liveness.cache_url(id, &url).await;
@@ -142,6 +115,7 @@ pub async fn register(
 }
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `POST /registry/heartbeat`.
 pub struct HeartbeatBody {
     #[schema(required = true, nullable = false, format = Uuid)]
     workspace_id: Option<String>,
@@ -211,16 +185,11 @@ impl TryFrom<HeartbeatBody> for Heartbeat {
     request_body(content = HeartbeatBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"ok\"}`", body = StatusBody),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
+/// `POST /registry/heartbeat`: `{"status": "ok"}`, and the liveness TTL is re-armed.
 pub async fn heartbeat(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -229,7 +198,6 @@ pub async fn heartbeat(
     let beat = Heartbeat::try_from(body)?;
     let id = beat.workspace_id;
     let credentials = Credentials::from_request(&req, &state);
-    let beat = std::sync::Arc::new(beat);
     // The common case — an agent proving itself with its token, whose status and task do not
     // change — is one row of a guarded multi-row UPDATE shared with the other heartbeats of
     // its batch (`store::batcher`); the token is usually known from memory, else it is looked
@@ -244,26 +212,16 @@ pub async fn heartbeat(
                 .await
         }
     };
-    if written {
-        state.liveness.arm(id, state.config.liveness_ttl).await;
-        return Ok(HttpResponse::Ok().json(json!({ "status": "ok" })));
-    }
-    // Otherwise one trip to the blocking pool, which does not retry the guarded UPDATE (the
-    // row it reads decides): 404/410 before 401 (a removed workspace's token is revoked, and
-    // its agent must learn it is gone), then the status machine.
-    let quiet_beat = std::sync::Arc::clone(&beat);
-    let outcome = state
-        .read(move |c| {
-            let authorized = authorize_blocking(c, &credentials, id, Access::Agent);
-            let row = commands::agent_workspace(c, id)?;
-            authorized?;
-            commands::heartbeat_quiet(c, &row, &quiet_beat)
-        })
-        .await?;
-    if let HeartbeatOutcome::NeedsEvents = outcome {
+    if !written {
+        // Otherwise one batcher command, which does not retry the guarded UPDATE (the row it
+        // reads under the stream lock decides): 404/410 before 401 (a removed workspace's
+        // token is revoked, and its agent must learn it is gone), then the status machine.
         state
             .execute_as(ActAs::Agent(id), move |tx| {
-                commands::heartbeat_with_events(tx, &beat)
+                let authorized = authorize_blocking(tx.conn(), &credentials, id, Access::Agent);
+                let row = commands::agent_workspace(tx.conn(), id)?;
+                authorized?;
+                commands::heartbeat(tx, &row, &beat)
             })
             .await?;
     }
@@ -272,6 +230,7 @@ pub async fn heartbeat(
 }
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `POST /registry/update-card`: the workspace id and the new card.
 pub struct UpdateCardBody {
     #[schema(required = true, nullable = false, format = Uuid)]
     workspace_id: Option<String>,
@@ -294,16 +253,12 @@ impl JsonBody for UpdateCardBody {
     request_body(content = UpdateCardBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"updated\"}`", body = StatusBody),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
+/// `POST /registry/update-card`: `{"status": "updated"}`. One batcher command: 404/410, then the
+/// caller, then the card.
 pub async fn update_card(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -314,12 +269,8 @@ pub async fn update_card(
         .agent_card
         .filter(|c| !c.is_null())
         .ok_or_else(|| FieldError::new("agent_card", "is required"))?;
-    require_agent_workspace(&state, id).await?;
-    authorize_workspace(&req, &state, id, Access::Write).await?;
-    state
-        .execute_as(ActAs::caller(&req, id), move |tx| {
-            commands::update_card(tx, id, card)
-        })
+    OnBehalf::new(&req, &state, id)
+        .execute_on_agent_workspace(Access::Write, move |tx| commands::update_card(tx, id, card))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "updated" })))
 }
@@ -332,14 +283,13 @@ pub async fn update_card(
     params(("id" = String, Path, format = Uuid, description = "Workspace id"), ("X-Workspace-ID" = String, Header, format = Uuid, description = "The calling workspace")),
     responses(
         (status = 200, description = "`{\"id\", \"url\", \"name\"}`", body = Object),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
         (status = 403, description = "Forbidden", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
     security(("workspace_token" = [], "workspace_id" = []), ("admin_token" = [], "workspace_id" = []), ("workspace_id" = [])),
 )]
+/// `GET /registry/discover/:id` with `X-Workspace-ID`: `{"id", "url", "name"}` of a workspace
+/// the caller may talk to. 400 for a missing or bad header, 401, 404, then 403.
 pub async fn discover(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -354,19 +304,9 @@ pub async fn discover(
         .and_then(parse_uuid)
         .ok_or_else(AppError::invalid_workspace_id)?;
     let target = workspace_id(&path)?;
-    authorize_workspace(&req, &state, caller, Access::Agent).await?;
-    let (allowed, found) = state
-        .read(move |c| {
-            Ok((
-                ws::parent_map(c)?.can_communicate(caller, target),
-                ws::find_live_row(c, target)?,
-            ))
-        })
+    let target_row = OnBehalf::new(&req, &state, caller)
+        .read(Access::Agent, move |c| queries::discover(c, caller, target))
         .await?;
-    let target_row = found.ok_or_else(AppError::workspace_not_found)?;
-    if !allowed {
-        return Err(AppError::Forbidden("workspaces cannot communicate".into()));
-    }
     Ok(HttpResponse::Ok().json(
         json!({ "id": target, "url": target_row.url.unwrap_or_default(), "name": target_row.name }),
     ))
@@ -374,6 +314,7 @@ pub async fn discover(
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+/// `?q=`: a case-insensitive filter on name and role.
 pub struct PeersQuery {
     q: Option<String>,
 }
@@ -386,44 +327,21 @@ pub struct PeersQuery {
     params(("id" = String, Path, format = Uuid, description = "Workspace id"), PeersQuery),
     responses(
         (status = 200, description = "The peers", body = Vec<Workspace>),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
-pub async fn peers(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    query: Query<PeersQuery>,
-) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    authorize_workspace(&req, &state, id, Access::Read).await?;
+/// `GET /registry/:id/peers`: siblings, children, then the parent, filtered by `q`.
+pub async fn peers(query: Query<PeersQuery>, call: OnBehalf) -> AppResult<HttpResponse> {
+    let id = call.workspace;
     let needle = query
         .q
         .as_deref()
         .map(str::trim)
         .filter(|q| !q.is_empty())
         .map(str::to_lowercase);
-    let peers = state
-        .read(move |c| {
-            if ws::find_live_row(c, id)?.is_none() {
-                return Err(AppError::workspace_not_found());
-            }
-            let map = ws::parent_map(c)?;
-            let parent = map.parent_of(id);
-            let all = ws::list_live(c)?;
-            // Siblings, then children, then the parent (list_live is oldest first).
-            let siblings = all
-                .iter()
-                .filter(|w| w.id != id && w.parent_id == parent)
-                .map(|w| w.id);
-            let children = all.iter().filter(|w| w.parent_id == Some(id)).map(|w| w.id);
-            let order: Vec<Uuid> = siblings.chain(children).chain(parent).collect();
-            Ok::<_, AppError>(ws::find_many(c, &order)?)
-        })
+    let peers = call
+        .read(Access::Read, move |c| queries::peers(c, id))
         .await?;
     let peers: Vec<_> = peers
         .into_iter()
@@ -441,6 +359,7 @@ pub async fn peers(
 }
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `POST /registry/check-access`: two workspace ids.
 pub struct CheckAccessBody {
     #[schema(required = true, nullable = false, format = Uuid)]
     caller_id: Option<String>,
@@ -460,12 +379,10 @@ impl JsonBody for CheckAccessBody {
     request_body(content = CheckAccessBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"allowed\": bool}`", body = Object),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, BodyRefused, DbDown,
     ),
 )]
+/// `POST /registry/check-access` (public): `{"allowed": bool}` by the hierarchy.
 pub async fn check_access(
     state: web::Data<AppState>,
     Json(body): Json<CheckAccessBody>,
@@ -473,7 +390,7 @@ pub async fn check_access(
     let caller = body_uuid("caller_id", body.caller_id.as_deref())?;
     let target = body_uuid("target_id", body.target_id.as_deref())?;
     let allowed = state
-        .read(move |c| Ok(ws::parent_map(c)?.can_communicate(caller, target)))
+        .read(move |c| queries::can_communicate(c, caller, target))
         .await?;
     Ok(HttpResponse::Ok().json(json!({ "allowed": allowed })))
 }

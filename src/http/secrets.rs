@@ -3,26 +3,24 @@
 //! Values go in and are sealed before they reach the store; they never come out of the API.
 //! Only ids and key names are logged.
 
-use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
+use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
-use super::auth::{authorize_workspace, Access};
+use super::auth::{Access, OnBehalf};
 use super::body::{FieldLimit, Json, JsonBody};
-use super::openapi::{ErrorBody, StatusBody};
-use super::workspace_id;
-use crate::app::AppState;
-use crate::commands::workspaces::require_live;
-use crate::domain::validation::FieldError;
-use crate::error::{AppError, AppResult};
-use crate::secrets::SecretSummary;
-use crate::secrets::{
-    global_listing, merged_listing, parse_value, seal, SecretBinding, SecretKey, SecretValue,
+use super::openapi::{
+    BodyRefused, DbDown, ErrorBody, InputRefused, NoWorkspace, PathRefused, SecretsDown,
+    StatusBody, TokenRefused, WorkspaceGone,
 };
-use crate::store::{secrets as store, workspaces, StoreError};
+use crate::app::AppState;
+use crate::commands::secrets as commands;
+use crate::domain::validation::FieldError;
+use crate::error::AppResult;
+use crate::queries::secrets as queries;
+use crate::secrets::SecretSummary;
+use crate::secrets::{parse_value, seal, SealedSecret, SecretBinding, SecretKey, SecretValue};
 
 /// The body of a secret write: `{"key","value"}`, or `{"value"}` under `/…/secrets/:key`.
 /// No `Debug`: the value is a secret (and the body extractor's errors never quote input).
@@ -57,10 +55,6 @@ impl SecretBody {
     }
 }
 
-fn secret_not_found() -> AppError {
-    AppError::NotFound("secret not found".into())
-}
-
 fn saved(key: &SecretKey) -> HttpResponse {
     HttpResponse::Ok().json(json!({ "status": "saved", "key": key.as_str() }))
 }
@@ -79,30 +73,18 @@ fn deleted() -> HttpResponse {
     params(("id" = String, Path, format = Uuid, description = "Workspace id")),
     responses(
         (status = 200, description = "Secret names", body = Vec<SecretSummary>),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
-#[tracing::instrument(skip_all, fields(workspace_id = %path))]
-pub async fn list_workspace(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    authorize_workspace(&req, &state, id, Access::Read).await?;
-    let (own, globals) = state
-        .read(move |c| {
-            if workspaces::find_live_row(c, id)?.is_none() {
-                return Err(AppError::workspace_not_found());
-            }
-            Ok((store::list_workspace(c, id)?, store::list_global(c)?))
-        })
+#[tracing::instrument(skip_all, fields(workspace_id = %call.workspace))]
+/// `GET /workspaces/:id/secrets`: secret names (never values), the global ones merged in.
+pub async fn list_workspace(call: OnBehalf) -> AppResult<HttpResponse> {
+    let id = call.workspace;
+    let listing = call
+        .read(Access::Read, move |c| queries::list_workspace(c, id))
         .await?;
-    Ok(HttpResponse::Ok().json(merged_listing(own, globals)))
+    Ok(HttpResponse::Ok().json(listing))
 }
 
 #[utoipa::path(
@@ -114,27 +96,17 @@ pub async fn list_workspace(
     request_body(content = SecretBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
-        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, SecretsDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
-#[tracing::instrument(skip_all, fields(workspace_id = %path))]
+#[tracing::instrument(skip_all, fields(workspace_id = %call.workspace))]
+/// `POST`/`PUT /workspaces/:id/secrets` with `{"key", "value"}`: `{"status": "saved", "key"}`.
 pub async fn put_workspace(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
     Json(body): Json<SecretBody>,
+    call: OnBehalf,
 ) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    authorize_workspace(&req, &state, id, Access::Write).await?;
-    let (key, value) = body.parse()?;
-    save_workspace(&state, id, key, value).await
+    save_workspace(call, body.parse()).await
 }
 
 #[utoipa::path(
@@ -146,49 +118,64 @@ pub async fn put_workspace(
     request_body(content = SecretBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
-        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, SecretsDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
-#[tracing::instrument(skip_all, fields(workspace_id = %path.0))]
+#[tracing::instrument(skip_all, fields(workspace_id = %call.workspace))]
+/// `PUT /workspaces/:id/secrets/:key` with `{"value"}`: `{"status": "saved", "key"}`.
 pub async fn put_workspace_key(
-    req: HttpRequest,
-    state: web::Data<AppState>,
     path: web::Path<(String, String)>,
     Json(body): Json<SecretBody>,
+    call: OnBehalf,
 ) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path.0)?;
-    authorize_workspace(&req, &state, id, Access::Write).await?;
-    let (key, value) = body.parse_for(&path.1)?;
-    save_workspace(&state, id, key, value).await
+    save_workspace(call, body.parse_for(&path.1)).await
 }
 
-async fn save_workspace(
-    state: &AppState,
-    id: Uuid,
+/// A secret ready to store: its name, and its value sealed (off the database thread) under
+/// the current master key, whose id is logged.
+struct ReadySecret {
     key: SecretKey,
-    value: SecretValue,
-) -> AppResult<HttpResponse> {
+    sealed: SealedSecret,
+    key_id: String,
+}
+
+/// Seals a parsed secret for the binding `bind` gives its key. Errors, in this order: the
+/// parse's 400, then 503 when secrets are disabled (no `SECRETS_ENCRYPTION_KEY`).
+fn seal_parsed(
+    state: &AppState,
+    parsed: Result<(SecretKey, SecretValue), FieldError>,
+    bind: impl FnOnce(&SecretKey) -> SecretBinding,
+) -> AppResult<ReadySecret> {
+    let (key, value) = parsed?;
     let keyring = state.secrets.require_keyring()?;
-    let binding = SecretBinding::workspace(id.to_string(), key.as_str());
-    let sealed = seal(&keyring.current, &binding, value.expose());
-    drop(value);
-    let name = key.clone();
-    state
-        .execute(move |tx| {
-            require_live(tx, id)?;
-            store::upsert_workspace(tx.conn(), id, name.as_str(), &sealed, Utc::now())?;
-            Ok(())
+    let sealed = seal(&keyring.current, &bind(&key), value.expose());
+    Ok(ReadySecret {
+        key,
+        sealed,
+        key_id: keyring.current.key_id().to_string(),
+    })
+}
+
+/// Seals and saves a workspace secret in one batcher command that checks the caller first (a
+/// caller without access hears 401 before any verdict on its input).
+async fn save_workspace(
+    call: OnBehalf,
+    parsed: Result<(SecretKey, SecretValue), FieldError>,
+) -> AppResult<HttpResponse> {
+    let id = call.workspace;
+    let ready = seal_parsed(call.state(), parsed, |key| {
+        SecretBinding::workspace(id.to_string(), key.as_str())
+    });
+    let ready = call
+        .execute(Access::Write, move |tx| {
+            let ready = ready?;
+            commands::save_workspace(tx, id, &ready.key, &ready.sealed)?;
+            Ok(ready)
         })
         .await?;
-    tracing::info!(workspace_id = %id, key = key.as_str(), key_id = keyring.current.key_id(), "secret saved");
-    Ok(saved(&key))
+    tracing::info!(workspace_id = %id, key = ready.key.as_str(), key_id = ready.key_id, "secret saved");
+    Ok(saved(&ready.key))
 }
 
 #[utoipa::path(
@@ -200,30 +187,23 @@ async fn save_workspace(
     responses(
         (status = 200, description = "`{\"status\": \"deleted\"}`", body = StatusBody),
         (status = 404, description = "Workspace or secret not found", body = ErrorBody),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, WorkspaceGone, DbDown,
     ),
     security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
-#[tracing::instrument(skip_all, fields(workspace_id = %path.0))]
+#[tracing::instrument(skip_all, fields(workspace_id = %call.workspace))]
+/// `DELETE /workspaces/:id/secrets/:key`: `{"status": "deleted"}`; 404 for an unknown secret.
 pub async fn delete_workspace(
-    req: HttpRequest,
-    state: web::Data<AppState>,
     path: web::Path<(String, String)>,
+    call: OnBehalf,
 ) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path.0)?;
-    authorize_workspace(&req, &state, id, Access::Write).await?;
-    let key = SecretKey::parse(&path.1)?;
-    let name = key.clone();
-    state
-        .execute(move |tx| {
-            require_live(tx, id)?;
-            if !store::delete_workspace(tx.conn(), id, name.as_str())? {
-                return Err(secret_not_found());
-            }
-            Ok(())
+    let id = call.workspace;
+    let key = SecretKey::parse(&path.1);
+    let key = call
+        .execute(Access::Write, move |tx| {
+            let key = key?;
+            commands::delete_workspace(tx, id, &key)?;
+            Ok(key)
         })
         .await?;
     tracing::info!(workspace_id = %id, key = key.as_str(), "secret deleted");
@@ -239,16 +219,14 @@ pub async fn delete_workspace(
     summary = "Global secret names (never values)",
     responses(
         (status = 200, description = "Secret names", body = Vec<SecretSummary>),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        TokenRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
+/// `GET /settings/secrets`: global secret names (never values).
 pub async fn list_global(state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    let globals = state
-        .read(|c| Ok(store::list_global(c).map_err(StoreError::from)?))
-        .await?;
-    Ok(HttpResponse::Ok().json(global_listing(globals)))
+    let listing = state.read(queries::list_global).await?;
+    Ok(HttpResponse::Ok().json(listing))
 }
 
 #[utoipa::path(
@@ -259,20 +237,16 @@ pub async fn list_global(state: web::Data<AppState>) -> AppResult<HttpResponse> 
     request_body(content = SecretBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
-        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        InputRefused, TokenRefused, BodyRefused, SecretsDown,
     ),
     security((), ("admin_token" = [])),
 )]
+/// `POST`/`PUT /settings/secrets` with `{"key", "value"}`: `{"status": "saved", "key"}`.
 pub async fn put_global(
     state: web::Data<AppState>,
     Json(body): Json<SecretBody>,
 ) -> AppResult<HttpResponse> {
-    let (key, value) = body.parse()?;
-    save_global(&state, key, value).await
+    save_global(&state, body.parse()).await
 }
 
 #[utoipa::path(
@@ -284,46 +258,38 @@ pub async fn put_global(
     request_body(content = SecretBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
-        (status = 503, description = "Database unavailable, or secrets disabled (no SECRETS_ENCRYPTION_KEY)", body = ErrorBody),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
+        InputRefused, TokenRefused, BodyRefused, SecretsDown,
     ),
     security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
+/// `PUT /settings/secrets/:key` with `{"value"}`: `{"status": "saved", "key"}`.
 pub async fn put_global_key(
     state: web::Data<AppState>,
     path: web::Path<String>,
     Json(body): Json<SecretBody>,
 ) -> AppResult<HttpResponse> {
-    let (key, value) = body.parse_for(&path)?;
-    save_global(&state, key, value).await
+    save_global(&state, body.parse_for(&path)).await
 }
 
+/// Seals and saves a global secret (the route's requirement already admitted the caller).
 async fn save_global(
     state: &AppState,
-    key: SecretKey,
-    value: SecretValue,
+    parsed: Result<(SecretKey, SecretValue), FieldError>,
 ) -> AppResult<HttpResponse> {
-    let keyring = state.secrets.require_keyring()?;
-    let binding = SecretBinding::global(key.as_str());
-    let sealed = seal(&keyring.current, &binding, value.expose());
-    drop(value);
-    let name = key.clone();
-    state
+    let ready = seal_parsed(state, parsed, |key| SecretBinding::global(key.as_str()))?;
+    let ready = state
         .execute(move |tx| {
-            store::upsert_global(tx.conn(), name.as_str(), &sealed, Utc::now())?;
-            Ok(())
+            commands::save_global(tx, &ready.key, &ready.sealed)?;
+            Ok(ready)
         })
         .await?;
     tracing::info!(
-        key = key.as_str(),
-        key_id = keyring.current.key_id(),
+        key = ready.key.as_str(),
+        key_id = ready.key_id,
         "global secret saved"
     );
-    Ok(saved(&key))
+    Ok(saved(&ready.key))
 }
 
 #[utoipa::path(
@@ -335,25 +301,21 @@ async fn save_global(
     responses(
         (status = 200, description = "`{\"status\": \"deleted\"}`", body = StatusBody),
         (status = 404, description = "Secret not found", body = ErrorBody),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
+/// `DELETE /settings/secrets/:key`: `{"status": "deleted"}`; 404 for an unknown secret.
 pub async fn delete_global(
     state: web::Data<AppState>,
     path: web::Path<String>,
 ) -> AppResult<HttpResponse> {
     let key = SecretKey::parse(&path)?;
-    let name = key.clone();
-    state
+    let key = state
         .execute(move |tx| {
-            if !store::delete_global(tx.conn(), name.as_str())? {
-                return Err(secret_not_found());
-            }
-            Ok(())
+            commands::delete_global(tx, &key)?;
+            Ok(key)
         })
         .await?;
     tracing::info!(key = key.as_str(), "global secret deleted");

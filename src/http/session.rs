@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 use super::auth::hash_token;
 use super::body::{FieldLimit, Json, JsonBody};
-use super::openapi::ErrorBody;
+use super::openapi::{BodyRefused, DbDown, ErrorBody, InputRefused};
 use super::principal::{session_cookie, Principal, KEY_PREFIX, SESSION_COOKIE};
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
@@ -22,6 +22,7 @@ use crate::events::control::ControlMessage;
 use crate::store::keys;
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `POST /session`: an API key to sign in with.
 pub struct SignInBody {
     /// An API key (`cnp_…`).
     #[schema(required = true, nullable = false, max_length = 128)]
@@ -77,14 +78,12 @@ fn cookie(value: String, max_age: time::Duration, secure: bool) -> Cookie<'stati
     request_body(content = SignInBody, content_type = "application/json"),
     responses(
         (status = 204, description = "Signed in: `Set-Cookie: canopy_session=…`"),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
         (status = 401, description = "The key is unknown, expired or revoked", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, BodyRefused, DbDown,
     ),
 )]
 #[tracing::instrument(skip_all)]
+/// `POST /session`: sets the session cookie for a live API key and answers who that is.
 pub async fn sign_in(
     req: HttpRequest,
     state: web::Data<AppState>,
@@ -133,9 +132,11 @@ pub async fn sign_in(
     summary = "Sign out: the session ends on every instance and the cookie is cleared",
     responses(
         (status = 204, description = "Signed out (also when there was no session)"),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        DbDown,
     ),
 )]
+/// `DELETE /session`: ends the cookie's session (if any) and clears the cookie; its sockets
+/// close.
 pub async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> AppResult<HttpResponse> {
     if let Some(session) = session_cookie(&req) {
         let hash = hash_token(&session);
@@ -169,6 +170,7 @@ pub async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> AppResult
     ),
     security((), ("admin_token" = [])),
 )]
+/// `GET /session`: who the caller is (`{"type", "id", "name", "role"}`).
 pub async fn whoami(principal: Principal) -> AppResult<HttpResponse> {
     Ok(HttpResponse::Ok().json(json!({
         "type": principal.kind,

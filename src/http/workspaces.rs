@@ -1,3 +1,5 @@
+//! Workspaces: create, list, read, patch (with `If-Match`), remove, pause and resume.
+
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -5,10 +7,13 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::body::{double_option, FieldLimit, Json, JsonBody, Query};
-use super::openapi::ErrorBody;
-use super::principal::Principal;
-use super::workspace_id;
-use crate::app::{ActAs, AppState};
+use super::openapi::{
+    BodyRefused, DbDown, ErrorBody, InputRefused, NoWorkspace, PathRefused, StateConflict,
+    TokenRefused, WorkspaceGone,
+};
+use super::principal::AsPerson;
+use super::WorkspacePath;
+use crate::app::AppState;
 use crate::commands::workspaces::{self as commands, CreateWorkspace, WorkspacePatch};
 use crate::domain::ids::parse_uuid;
 use crate::domain::status::WorkspaceStatus;
@@ -17,10 +22,11 @@ use crate::domain::validation::{
 };
 use crate::domain::versions::{etag, IfMatch};
 use crate::error::{AppError, AppResult};
+use crate::queries::workspaces as queries;
 use crate::store::workspaces::Workspace;
-use crate::store::{events as stream, workspaces as ws};
 
 #[derive(Deserialize, ToSchema)]
+/// A position on the canvas, in px.
 pub struct CanvasPosition {
     #[schema(minimum = -10000000, maximum = 10000000)]
     x: f64,
@@ -29,6 +35,7 @@ pub struct CanvasPosition {
 }
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `POST /workspaces`.
 pub struct CreateBody {
     #[schema(required = true, nullable = false, min_length = 1, max_length = 255)]
     name: Option<String>,
@@ -106,26 +113,16 @@ impl TryFrom<CreateBody> for CreateWorkspace {
     request_body(content = CreateBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Created: `{\"id\", \"status\": \"provisioning\"}`", body = Object),
-        (status = 400, description = "Invalid input; the message names the field and the rule", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        InputRefused, TokenRefused, NoWorkspace, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
-pub async fn create(
-    principal: Principal,
-    state: web::Data<AppState>,
-    Json(body): Json<CreateBody>,
-) -> AppResult<HttpResponse> {
+/// `POST /workspaces`: 201 `{"id", "status": "provisioning"}`.
+pub async fn create(person: AsPerson, Json(body): Json<CreateBody>) -> AppResult<HttpResponse> {
     let input = CreateWorkspace::try_from(body)?;
-    let id = state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::create(tx, input)
-        })
+    let id = person
+        .execute(move |tx| commands::create(tx, input))
         .await?;
     tracing::info!(workspace_id = %id, "workspace created");
     Ok(HttpResponse::Created()
@@ -139,13 +136,13 @@ pub async fn create(
     summary = "All live workspaces, oldest first, layout inlined",
     responses(
         (status = 200, description = "The workspaces", body = Vec<Workspace>),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        TokenRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
+/// `GET /workspaces`: every live workspace, oldest first, layout inlined.
 pub async fn list(state: web::Data<AppState>) -> AppResult<HttpResponse> {
-    let all = state.read(|c| Ok(ws::list_live(c)?)).await?;
+    let all = state.read(queries::list_live).await?;
     Ok(HttpResponse::Ok().json(all))
 }
 
@@ -159,28 +156,17 @@ pub async fn list(state: web::Data<AppState>) -> AppResult<HttpResponse> {
         (status = 200, description = "The workspace; `ETag` is its version as a strong entity tag (`\"7\"`)", body = Workspace),
         (status = 301, description = "Removed and replaced: `Location` and `forwarded_to` name the new one", body = ErrorBody),
         (status = 410, description = "Removed: the body carries its last event", body = ErrorBody),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
-pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    let (workspace, last_event) = state
-        .read(move |c| {
-            let Some(workspace) = ws::find(c, id)? else {
-                return Err(AppError::workspace_not_found());
-            };
-            let last = if workspace.status == WorkspaceStatus::Removed.as_str() {
-                stream::last_structure_event(c, id)?
-            } else {
-                None
-            };
-            Ok((workspace, last))
-        })
-        .await?;
+/// `GET /workspaces/:id`: the workspace with its version as `ETag`; 301 to its replacement or
+/// 410 with its last event when removed; 404 when unknown.
+pub async fn get(
+    state: web::Data<AppState>,
+    WorkspacePath(id): WorkspacePath,
+) -> AppResult<HttpResponse> {
+    let (workspace, last_event) = state.read(move |c| queries::with_last_event(c, id)).await?;
     if workspace.status != WorkspaceStatus::Removed.as_str() {
         return Ok(HttpResponse::Ok()
             .insert_header((header::ETAG, etag(workspace.version)))
@@ -199,6 +185,7 @@ pub async fn get(state: web::Data<AppState>, path: web::Path<String>) -> AppResu
 }
 
 #[derive(Deserialize, ToSchema)]
+/// The body of `PATCH /workspaces/:id`: the fields to change (`null` clears a nullable one).
 pub struct PatchBody {
     #[schema(nullable = false, min_length = 1, max_length = 255)]
     name: Option<String>,
@@ -274,33 +261,24 @@ impl TryFrom<PatchBody> for WorkspacePatch {
     request_body(content = PatchBody, content_type = "application/json"),
     responses(
         (status = 200, description = "`{\"status\": \"updated\", \"version\": n}`; `ETag` is the new version", body = Object),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 409, description = "Conflict with the current state", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
         (status = 412, description = "`If-Match` is stale: `{\"error\", \"version\", \"workspace\"}` with the current state, `ETag` its version", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB, or a field over its limit", body = ErrorBody),
-        (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, BodyRefused, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
-#[tracing::instrument(skip_all, fields(workspace_id = %path))]
+#[tracing::instrument(skip_all, fields(workspace_id = %id))]
+/// `PATCH /workspaces/:id` (optionally `If-Match`): `{"status": "updated", "version"}` with the
+/// new `ETag`; 412 with the current state when `If-Match` is stale.
 pub async fn patch(
     req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    person: AsPerson,
     Json(body): Json<PatchBody>,
+    WorkspacePath(id): WorkspacePath,
 ) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
     let patch = WorkspacePatch::try_from(body)?;
     let if_match = if_match(&req)?;
-    let version = state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::patch(tx, id, patch, if_match)
-        })
+    let version = person
+        .execute(move |tx| commands::patch(tx, id, patch, if_match))
         .await?;
     Ok(HttpResponse::Ok()
         .insert_header((header::ETAG, etag(version)))
@@ -332,6 +310,7 @@ fn if_match(req: &HttpRequest) -> AppResult<Option<IfMatch>> {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+/// `?confirm=true`: also remove the descendants.
 pub struct DeleteQuery {
     #[param(pattern = "^(true|false|1|0)$")]
     confirm: Option<String>,
@@ -351,31 +330,25 @@ pub struct DeleteQuery {
         (status = 200, description = "`{\"status\": \"removed\", \"cascade_deleted\": n}`", body = Object),
         (status = 412, description = "`If-Match` is stale: `{\"error\", \"version\", \"workspace\"}` with the current state, `ETag` its version", body = ErrorBody),
         (status = 409, description = "`confirmation_required`: it has children and `confirm` was not given", body = ErrorBody),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, WorkspaceGone, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
-#[tracing::instrument(skip_all, fields(workspace_id = %path))]
+#[tracing::instrument(skip_all, fields(workspace_id = %id))]
+/// `DELETE /workspaces/:id`: `{"status": "removed", "cascade_deleted"}`; 409
+/// `confirmation_required` for a workspace with children and no `confirm`.
 pub async fn delete(
     req: HttpRequest,
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
+    person: AsPerson,
     query: Query<DeleteQuery>,
+    WorkspacePath(id): WorkspacePath,
 ) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
     let confirmed = matches!(query.confirm.as_deref(), Some("true") | Some("1"));
     let if_match = if_match(&req)?;
-    let removal = state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::delete(tx, id, confirmed, if_match)
-        })
+    let removal = person
+        .execute(move |tx| commands::delete(tx, id, confirmed, if_match))
         .await?;
-    state.liveness_disarm(&removal.removed).await;
+    person.state().liveness_disarm(&removal.removed).await;
     tracing::info!(workspace_id = %id, cascade_deleted = removal.cascade_deleted(), "workspace removed");
     Ok(HttpResponse::Ok()
         .json(json!({ "status": "removed", "cascade_deleted": removal.cascade_deleted() })))
@@ -389,26 +362,13 @@ pub async fn delete(
     params(("id" = String, Path, format = Uuid, description = "Workspace id")),
     responses(
         (status = 200, description = "`{\"status\": \"paused\", \"paused_count\": n}`", body = Object),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 409, description = "Conflict with the current state", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
-pub async fn pause(
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    let paused = state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::pause(tx, id)
-        })
-        .await?;
+/// `POST /workspaces/:id/pause`: `{"status": "paused", "paused_count"}`.
+pub async fn pause(person: AsPerson, WorkspacePath(id): WorkspacePath) -> AppResult<HttpResponse> {
+    let paused = person.execute(move |tx| commands::pause(tx, id)).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "paused", "paused_count": paused })))
 }
 
@@ -420,25 +380,12 @@ pub async fn pause(
     params(("id" = String, Path, format = Uuid, description = "Workspace id")),
     responses(
         (status = 200, description = "`{\"status\": \"provisioning\", \"resumed_count\": n}`", body = Object),
-        (status = 400, description = "Invalid input (a path id that is not a UUID, a field breaking its rule)", body = ErrorBody),
-        (status = 401, description = "Missing or invalid token", body = ErrorBody),
-        (status = 404, description = "Workspace not found", body = ErrorBody),
-        (status = 409, description = "Conflict with the current state", body = ErrorBody),
-        (status = 410, description = "The workspace was removed", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, DbDown,
     ),
     security((), ("admin_token" = [])),
 )]
-pub async fn resume(
-    principal: Principal,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-) -> AppResult<HttpResponse> {
-    let id = workspace_id(&path)?;
-    let resumed = state
-        .execute_as(ActAs::Actor(principal.actor()), move |tx| {
-            commands::resume(tx, id)
-        })
-        .await?;
+/// `POST /workspaces/:id/resume`: `{"status": "provisioning", "resumed_count"}`.
+pub async fn resume(person: AsPerson, WorkspacePath(id): WorkspacePath) -> AppResult<HttpResponse> {
+    let resumed = person.execute(move |tx| commands::resume(tx, id)).await?;
     Ok(HttpResponse::Ok().json(json!({ "status": "provisioning", "resumed_count": resumed })))
 }

@@ -8,7 +8,7 @@ use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::auth::{authorize_workspace, require_person, Access};
+use super::auth::{require_person, Access, OnBehalf};
 use super::openapi::ErrorBody;
 use crate::app::AppState;
 use crate::domain::people::Role;
@@ -21,6 +21,7 @@ use crate::realtime::Subscriber;
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+/// `?since=&epoch=`: resume after `since` in stream `epoch` instead of starting live.
 pub struct WsQuery {
     since: Option<i64>,
     epoch: Option<String>,
@@ -41,6 +42,9 @@ pub struct WsQuery {
     ),
     security((), ("admin_token" = []), ("workspace_token" = [], "workspace_id" = [])),
 )]
+/// `GET /ws`: upgrades to the event stream (README "Realtime"). With `X-Workspace-ID`, an agent
+/// socket (404 for a workspace that is not live, then its token, in one trip); otherwise a
+/// canvas, for a person.
 pub async fn connect(
     req: HttpRequest,
     body: web::Payload,
@@ -57,13 +61,14 @@ pub async fn connect(
                 .ok()
                 .and_then(crate::domain::ids::parse_uuid)
                 .ok_or_else(AppError::invalid_workspace_id)?;
-            let exists = state
-                .read(move |c| Ok(crate::store::workspaces::find_live_row(c, id)?.is_some()))
+            // One trip: 404 for a workspace that is not live, then the agent's token.
+            let call = OnBehalf::new(&req, &state, id);
+            state
+                .read(move |c| {
+                    crate::queries::workspaces::live_row(c, id)?;
+                    call.authorize(c, Access::Agent)
+                })
                 .await?;
-            if !exists {
-                return Err(AppError::workspace_not_found());
-            }
-            authorize_workspace(&req, &state, id, Access::Agent).await?;
             Subscriber::Workspace(id)
         }
         None => {
