@@ -9,7 +9,7 @@ use super::openapi::{DbDown, InputRefused, NoWorkspace, PathRefused, TokenRefuse
 use super::workspace_id;
 use crate::app::AppState;
 use crate::error::{AppError, AppResult};
-use crate::queries::events::{self as queries, StructureEvent};
+use crate::queries::events::{self as queries, Page, StructureEvent};
 
 /// Events listed when `?limit=` is absent.
 pub const DEFAULT_EVENTS_LIMIT: i64 = 100;
@@ -53,7 +53,15 @@ async fn page(
         return Err(AppError::BadRequest("actor: must be 1 to 255 bytes".into()));
     }
     let events = state
-        .read(move |c| queries::structure_events(c, workspace, actor.as_deref(), before, limit))
+        .read(move |c| {
+            let page = Page {
+                workspace,
+                actor_id: actor.as_deref(),
+                before_seq: before,
+                limit,
+            };
+            queries::structure_events(c, page)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(events))
 }
