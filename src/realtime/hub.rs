@@ -217,26 +217,76 @@ impl Hub {
         visible(&self.lock().parents, subscriber, event)
     }
 
-    /// Fans one relayed event out. Called by the Relay only, in seq order.
+    /// Fans one relayed event out (see [`Hub::deliver_batch`]).
     pub fn deliver(&self, event: &LiveEvent) {
-        let frame = Arc::new(Frame::event(event));
-        let kind = EventKind::parse(&event.event_type);
-        let mut inner = self.lock();
-        if let (Some(kind), Some(ws)) = (kind, event.workspace_id) {
-            track_hierarchy_before(&mut inner.parents, kind, ws, &event.payload);
+        self.deliver_batch(std::slice::from_ref(event));
+    }
+
+    /// Fans relayed events out: consecutive seqs, in order, after [`Hub::delivered`]. Called by
+    /// the Relay only. Each session gets the events it may see as one queue entry (one
+    /// [`Frame::batch`]), so however many events one commit holds it never fills a healthy
+    /// session's queue, and the whole run leaves in one write. Canvases share one batch;
+    /// an agent's socket gets its own, of the events about workspaces it can reach, judged by
+    /// the hierarchy as each event leaves it.
+    pub fn deliver_batch(&self, events: &[LiveEvent]) {
+        if events.is_empty() {
+            return;
         }
+        // Encoded before the lock is taken; canvases see every event.
+        let frames: Vec<Arc<Frame>> = events.iter().map(|e| Arc::new(Frame::event(e))).collect();
+        let every = Frame::batch(&frames);
+        let kinds: Vec<Option<EventKind>> = events
+            .iter()
+            .map(|e| EventKind::parse(&e.event_type))
+            .collect();
+        let mut inner = self.lock();
         let Inner {
             sessions,
             parents,
             delivered,
             ..
         } = &mut *inner;
+        // Agents' sockets, with the frames each may see: filtered event by event, because an
+        // event can change what the ones after it reach.
+        let mut filtered: Vec<(u64, Uuid, Vec<Arc<Frame>>)> = sessions
+            .iter()
+            .filter_map(|(id, entry)| match entry.subscriber {
+                Subscriber::Workspace(me) if entry.kill.is_some() => Some((*id, me, Vec::new())),
+                _ => None,
+            })
+            .collect();
+        for ((event, kind), frame) in events.iter().zip(&kinds).zip(&frames) {
+            if let (Some(kind), Some(ws)) = (*kind, event.workspace_id) {
+                track_hierarchy_before(parents, kind, ws, &event.payload);
+            }
+            for (_, me, visible_frames) in &mut filtered {
+                if visible(parents, Subscriber::Workspace(*me), event) {
+                    visible_frames.push(Arc::clone(frame));
+                }
+            }
+            if let (Some(EventKind::WorkspaceRemoved), Some(ws)) = (*kind, event.workspace_id) {
+                parents.remove(ws);
+            }
+            *delivered = event.seq;
+        }
+        let mut own: HashMap<u64, Arc<Frame>> = filtered
+            .into_iter()
+            .filter(|(_, _, frames)| !frames.is_empty())
+            .map(|(id, _, frames)| (id, Frame::batch(&frames)))
+            .collect();
         let mut sent = 0u64;
-        for entry in sessions.values_mut() {
-            if entry.kill.is_none() || !visible(parents, entry.subscriber, event) {
+        for (id, entry) in sessions.iter_mut() {
+            if entry.kill.is_none() {
                 continue;
             }
-            match entry.queue.try_send(Arc::clone(&frame)) {
+            let frame = match entry.subscriber {
+                Subscriber::Canvas => Arc::clone(&every),
+                Subscriber::Workspace(_) => match own.remove(id) {
+                    Some(frame) => frame,
+                    None => continue,
+                },
+            };
+            match entry.queue.try_send(frame) {
                 Ok(()) => sent += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     metrics::counter!("canopy_ws_slow_consumer_closes_total").increment(1);
@@ -248,18 +298,18 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
-        if let (Some(EventKind::WorkspaceRemoved), Some(ws)) = (kind, event.workspace_id) {
-            parents.remove(ws);
-        }
-        *delivered = event.seq;
         metrics::counter!("canopy_ws_frames_queued_total").increment(sent);
         drop(inner);
         // The drop's PATCH (or a removal) ends a drag of this instance without an `ended` entry.
-        if let (Some(EventKind::WorkspaceLayoutChanged | EventKind::WorkspaceRemoved), Some(ws)) =
-            (kind, event.workspace_id)
-        {
-            self.lock_drags().dropped(ws);
-            self.lock_outbox().dropped(ws);
+        for (event, kind) in events.iter().zip(&kinds) {
+            if let (
+                Some(EventKind::WorkspaceLayoutChanged | EventKind::WorkspaceRemoved),
+                Some(ws),
+            ) = (*kind, event.workspace_id)
+            {
+                self.lock_drags().dropped(ws);
+                self.lock_outbox().dropped(ws);
+            }
         }
     }
 

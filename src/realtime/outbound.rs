@@ -129,14 +129,14 @@ impl MessageBody for OutboundBody {
         loop {
             match this.live.poll_recv(cx) {
                 Poll::Ready(Some(frame)) => {
-                    if matches!(frame.seq, Some(seq) if seq <= after) {
+                    let Some(wire) = frame.wire_after(after) else {
                         continue;
-                    }
-                    this.unreported += 1;
+                    };
+                    this.unreported += frame.events().max(1) as u64;
                     if this.unreported >= REPORT_EVERY {
                         this.report();
                     }
-                    return Poll::Ready(Some(Ok(frame.wire.clone())));
+                    return Poll::Ready(Some(Ok(wire)));
                 }
                 // The hub dropped this session; the session task is closing the socket.
                 Poll::Ready(None) => return Poll::Pending,
