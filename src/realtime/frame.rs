@@ -113,6 +113,8 @@ impl Frame {
         }
     }
 
+    /// A stream event's frame: the CONTRACT.md envelope `{event, workspace_id, timestamp, payload,
+    /// actor?, seq}` with `seq` last.
     pub fn event(event: &LiveEvent) -> Frame {
         let text = serde_json::to_string(&Envelope {
             event: &event.event_type,
@@ -140,6 +142,8 @@ impl Frame {
         Frame::new(None, text)
     }
 
+    /// CONNECTED `{seq, instance_id, epoch}`: the first frame of every socket; `seq` is the newest
+    /// event the socket is current to, `epoch` names the stream a later `since` belongs to.
     pub fn connected(seq: i64, instance_id: &str, epoch: &str) -> Frame {
         Frame::transient(
             "CONNECTED",
@@ -166,6 +170,7 @@ impl Frame {
         Frame::new(None, text)
     }
 
+    /// RESYNC_REQUIRED `{reason}`: the missed events cannot be replayed; reload over HTTP.
     pub fn resync_required(reason: &str) -> Frame {
         Frame::transient("RESYNC_REQUIRED", json!({ "reason": reason }))
     }

@@ -17,9 +17,11 @@ use crate::domain::events::EventKind;
 use crate::domain::hierarchy::ParentMap;
 use crate::store::LiveEvent;
 
-/// Frames a session may have queued before it counts as a slow consumer.
+/// Deliveries (one per relayed run of events, see [`Hub::deliver_batch`]) a session may have
+/// queued before it counts as a slow consumer.
 pub const SESSION_QUEUE_CAP: usize = 1024;
 
+/// What a socket subscribes to: which events the hub sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subscriber {
     /// A browser canvas: sees every event.
@@ -28,6 +30,7 @@ pub enum Subscriber {
     Workspace(Uuid),
 }
 
+/// Why the hub ends a session; each has its close code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
     /// Its queue filled up (close code 4008).
@@ -43,7 +46,9 @@ pub enum CloseReason {
 /// a session made from it), so revoking the key closes its sockets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionOwner {
+    /// The person (or key) the socket acts for.
     pub actor: crate::domain::people::Actor,
+    /// The API key behind the socket, directly or through a browser session; `None` in open mode.
     pub key_id: Option<Uuid>,
     /// The hash of the browser session it was opened with (signing out closes it).
     pub session: Option<String>,
@@ -68,6 +73,9 @@ struct Inner {
     closing: Option<CloseReason>,
 }
 
+/// The per-instance fan-out: every socket's queue, the hierarchy that filters agents' sockets,
+/// and the drag previews waiting for the next tick. Shared by the Relay (which alone delivers
+/// events) and the sessions (which register and unregister).
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
@@ -87,9 +95,11 @@ pub struct Hub {
 
 /// A session's place in the hub; unregisters itself when dropped.
 pub struct Registration {
+    /// The session's id within this hub.
     pub id: u64,
     /// The newest seq delivered before this session joined.
     pub delivered: i64,
+    /// Fires when the hub ends the session (slow consumer, revoked key, shutdown).
     pub kill: oneshot::Receiver<CloseReason>,
     hub: Arc<Hub>,
 }
@@ -106,10 +116,14 @@ impl Drop for Registration {
 }
 
 impl Hub {
+    /// A hub with the default queue of [`SESSION_QUEUE_CAP`] deliveries per socket. `parents` is the
+    /// hierarchy as of `delivered`, the newest seq already fanned out (the stream head at start).
     pub fn new(parents: ParentMap, delivered: i64) -> Arc<Hub> {
         Hub::with_capacity(parents, delivered, SESSION_QUEUE_CAP)
     }
 
+    /// A hub whose sockets may have `queue_capacity` deliveries queued (`WS_QUEUE_CAPACITY`)
+    /// before they are closed as slow consumers.
     pub fn with_capacity(parents: ParentMap, delivered: i64, queue_capacity: usize) -> Arc<Hub> {
         Arc::new(Hub {
             inner: Mutex::new(Inner {
@@ -204,10 +218,12 @@ impl Hub {
         (registration, frames, volatile_frames)
     }
 
+    /// The newest seq fanned out to this hub's sockets.
     pub fn delivered(&self) -> i64 {
         self.lock().delivered
     }
 
+    /// Sockets registered with this hub now.
     pub fn session_count(&self) -> usize {
         self.lock().sessions.len()
     }

@@ -41,6 +41,7 @@ pub struct LiveGate {
 const SHUT: i64 = i64::MIN;
 
 impl LiveGate {
+    /// A shut gate: live frames wait until [`LiveGate::open`].
     pub fn new() -> Arc<LiveGate> {
         Arc::new(LiveGate {
             after: AtomicI64::new(SHUT),
@@ -72,6 +73,8 @@ pub struct OutboundBody {
 }
 
 impl OutboundBody {
+    /// The body of a socket: `control` is actix-ws's body (the session's own frames), `live`
+    /// the queue the hub fills, `gate` the session's switch for live frames.
     pub fn new(control: BoxBody, live: LiveFrames, gate: Arc<LiveGate>) -> OutboundBody {
         OutboundBody {
             control,
