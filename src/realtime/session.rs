@@ -253,15 +253,16 @@ fn client_message(text: &str) -> Result<ClientRequest, &'static str> {
                 .and_then(|v| v.as_str())
                 .and_then(crate::domain::ids::parse_uuid)
                 .ok_or("drag: workspace_id must be a workspace UUID")?;
+            // The bound a PATCH's x/y has: what a drag previews, a drop must be able to save.
             let coordinate = |name: &str| {
                 value
                     .get(name)
                     .and_then(|v| v.as_f64())
-                    .filter(|v| v.is_finite())
+                    .and_then(|v| crate::domain::validation::parse_position(name, v).ok())
             };
             match (coordinate("x"), coordinate("y")) {
                 (Some(x), Some(y)) => Ok(ClientRequest::Drag { workspace_id, x, y }),
-                _ => Err("drag: x and y must be finite numbers"),
+                _ => Err("drag: x and y must be numbers between -10000000 and 10000000"),
             }
         }
         Some(_) => Err("unknown message type"),
