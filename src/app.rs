@@ -1,6 +1,8 @@
 //! Builds the application: state, background jobs, the HTTP server bound to its listener (port 0
 //! works: the real port is read back).
 
+#![warn(missing_docs)]
+
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,13 +63,19 @@ impl ActAs {
 
 /// Everything a request handler needs, shared by every worker.
 pub struct AppState {
+    /// Every setting, as read at start.
     pub config: Arc<Config>,
+    /// The database (SQLite or PostgreSQL) behind its pool.
     pub store: Store,
+    /// Carries committed events (and drag previews) to every instance's Relay.
     pub backplane: Backplane,
+    /// This instance's sockets.
     pub hub: Arc<Hub>,
     /// The stream's identity: a client whose `epoch` differs must reload.
     pub epoch: String,
+    /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Agents' heartbeat deadlines (memory, or Redis in cluster mode).
     pub liveness: Liveness,
     /// Batches the instance's writes: commands (group commit) and quiet heartbeats.
     pub batcher: Batcher,
@@ -141,6 +149,8 @@ impl AppState {
     }
 }
 
+/// A built server: bound to its port, its pipeline and jobs started, not yet serving until
+/// [`Application::run_until_stopped`] is awaited.
 pub struct Application {
     port: u16,
     server: Server,
@@ -149,6 +159,13 @@ pub struct Application {
 }
 
 impl Application {
+    /// Opens the store (migrating it), connects Redis when configured, starts the write
+    /// batcher, the Relay, the drag-preview and presence tasks and the lease-guarded jobs, and
+    /// binds the listener (`config.port` 0: any free port, see [`Application::port`]).
+    ///
+    /// # Errors
+    /// The database or Redis cannot be reached or migrated, the secrets keyring is invalid, or
+    /// the port cannot be bound.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let config = Arc::new(config);
         let secrets = crate::secrets::Secrets::from_config(&config)?;
@@ -327,14 +344,17 @@ impl Application {
         })
     }
 
+    /// The port the server listens on (the real one when the configuration said 0).
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The state every handler shares (tests read the store and hub through it).
     pub fn state(&self) -> Arc<AppState> {
         self.state.clone().into_inner()
     }
 
+    /// A handle that stops the server gracefully from another task (see [`StopHandle`]).
     pub fn handle(&self) -> StopHandle {
         StopHandle {
             server: self.server.handle(),
@@ -343,6 +363,10 @@ impl Application {
         }
     }
 
+    /// Serves until the server is stopped (through [`Application::handle`]).
+    ///
+    /// # Errors
+    /// The HTTP server failed.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }

@@ -63,6 +63,8 @@ pub const MAX_DRAG_HZ: f64 = 60.0;
 /// How long the sockets keep reading after the draggers stop, so the last previews (up to one
 /// server tick, 33 ms, plus the Redis hop) are counted as delivered rather than lost.
 const PREVIEW_SETTLE: Duration = Duration::from_millis(250);
+/// The server's counter of drag-preview frames dropped on a full volatile queue.
+const VOLATILE_DROPPED: &str = "canopy_ws_volatile_dropped_total";
 /// Pause between the last socket connecting and the "sockets open" RSS reading.
 const SETTLE: Duration = Duration::from_secs(1);
 
@@ -380,6 +382,10 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     shared.previews.set_dragging(true);
     driver.run_until(config.warmup).await;
     shared.begin_measuring(driver.issued + 1);
+    let previews_dropped_before = match config.draggers {
+        0 => None,
+        _ => api.counter_sum(VOLATILE_DROPPED).await,
+    };
     let cpu_before = cpu_now(&config.pids);
     let measuring = Instant::now();
     let mut killed = None;
@@ -437,8 +443,15 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
     let tail_wait = tail.elapsed();
     let rss_end: Vec<Option<u64>> = config.pids.iter().map(|p| procfs::rss_kib(*p)).collect();
 
+    let mut previews_dropped = None;
     if config.draggers > 0 {
         tokio::time::sleep_until((drags_stopped + PREVIEW_SETTLE).into()).await;
+        if let (Some(before), Some(after)) = (
+            previews_dropped_before,
+            api.counter_sum(VOLATILE_DROPPED).await,
+        ) {
+            previews_dropped = Some((after - before).max(0.0) as u64);
+        }
     }
     let watchers = opened
         .sockets
@@ -549,6 +562,7 @@ pub async fn run(config: BenchConfig) -> Result<Report, BenchError> {
             published: counts.published,
             delivered: counts.delivered,
             refused: refused_count,
+            dropped_by_server: previews_dropped,
             latency: Percentiles::of(&shared.previews.merged_latency()),
         });
     }

@@ -157,6 +157,14 @@ pub struct Api {
     down: Vec<AtomicBool>,
 }
 
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+fn prometheus_sample(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(name)?.strip_prefix(' ')?;
+        value.trim().parse().ok()
+    })
+}
+
 /// Error key prefix of requests that were in flight to an instance when it was killed: the
 /// scenario cut them, so they are reported apart and do not fail the run.
 pub const CUT_BY_KILL: &str = "cut by kill: ";
@@ -201,6 +209,27 @@ impl Api {
 
     fn target(&self, n: u64) -> &Target {
         &self.targets[self.route(n)]
+    }
+
+    /// The sum over every instance of one counter in `GET /metrics` (Prometheus text, the
+    /// unlabelled sample `name value`; a counter not yet exported counts 0); `None` if an
+    /// instance did not answer.
+    pub async fn counter_sum(&self, name: &str) -> Option<f64> {
+        let mut sum = 0.0;
+        for target in &self.targets {
+            let text = self
+                .client
+                .get(format!("{}/metrics", target.base))
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            sum += prometheus_sample(&text, name).unwrap_or(0.0);
+        }
+        Some(sum)
     }
 
     /// Stops routing requests to instance `index` (before it is killed).
@@ -662,6 +691,18 @@ impl Driver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_counter_is_read_from_prometheus_text_by_its_exact_name() {
+        let text = "# TYPE canopy_ws_volatile_dropped_total counter\n\
+                    canopy_ws_volatile_dropped_total_other 9\n\
+                    canopy_ws_volatile_dropped_total 42\n";
+        assert_eq!(
+            prometheus_sample(text, "canopy_ws_volatile_dropped_total"),
+            Some(42.0)
+        );
+        assert_eq!(prometheus_sample(text, "canopy_missing_total"), None);
+    }
 
     #[test]
     fn mix_parses_and_refuses_nonsense() {

@@ -149,13 +149,19 @@ pub struct PreviewReport {
     pub delivered: u64,
     /// Drag frames the server answered with an error frame (the principal may not edit).
     pub refused: u64,
+    /// Preview frames the servers dropped for canvases whose volatile queue was full, over
+    /// the window (`canopy_ws_volatile_dropped_total`, summed over the instances); `None` when
+    /// an instance's `/metrics` did not answer. The rest of [`PreviewReport::lost`] is
+    /// positions superseded within a tick on the receiving instance (by design).
+    pub dropped_by_server: Option<u64>,
     /// Drag frame sent → its preview received, per delivery.
     pub latency: Option<Percentiles>,
 }
 
 impl PreviewReport {
-    /// Published previews a watcher did not get (dropped for a socket that fell behind, or
-    /// lost on the way): `published × watchers − delivered`.
+    /// Published previews a watcher did not get: `published × watchers − delivered`. Dropped
+    /// for a socket that fell behind ([`PreviewReport::dropped_by_server`] frames), or superseded
+    /// by a later position of the same node within a tick of the receiving instance.
     pub fn lost(&self) -> u64 {
         (self.published * self.watchers as u64).saturating_sub(self.delivered)
     }
@@ -176,6 +182,7 @@ impl PreviewReport {
             "superseded": self.superseded(),
             "delivered": self.delivered,
             "lost": self.lost(),
+            "dropped_by_server": self.dropped_by_server,
             "refused": self.refused,
             "latency_ms": Percentiles::to_json(&self.latency),
         })

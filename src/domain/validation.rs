@@ -201,9 +201,30 @@ pub fn parse_position(field: &str, value: f64) -> Result<f64, FieldError> {
     }
 }
 
-/// Viewport zoom, in (0, 10].
+/// Largest viewport zoom.
+pub const MAX_ZOOM: f64 = 10.0;
+
+/// Largest absolute value of the viewport's pan offset, screen px: the farthest card
+/// ([`MAX_POSITION`]) at the largest zoom.
+pub const MAX_VIEWPORT_OFFSET: f64 = MAX_POSITION * MAX_ZOOM;
+
+/// The viewport's pan offset (`x`/`y` of `PUT /canvas/viewport`): a finite number within
+/// ±[`MAX_VIEWPORT_OFFSET`]; 400 naming `field` otherwise.
+pub fn parse_viewport_offset(field: &str, value: f64) -> Result<f64, FieldError> {
+    let value = parse_coordinate(field, value)?;
+    if value.abs() <= MAX_VIEWPORT_OFFSET {
+        Ok(value)
+    } else {
+        Err(FieldError::new(
+            field,
+            "must be between -100000000 and 100000000",
+        ))
+    }
+}
+
+/// Viewport zoom, in (0, [`MAX_ZOOM`]].
 pub fn parse_zoom(value: f64) -> Result<f64, FieldError> {
-    if value.is_finite() && value > 0.0 && value <= 10.0 {
+    if value.is_finite() && value > 0.0 && value <= MAX_ZOOM {
         Ok(value)
     } else {
         Err(FieldError::new(

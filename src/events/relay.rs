@@ -85,9 +85,14 @@ impl Relay {
 
     /// Delivers the pending events that are next in line, and notes whether a gap remains.
     fn drain(&mut self) {
-        while let Some(event) = self.pending.remove(&(self.delivered + 1)) {
-            self.deliver(&event);
+        let mut ready = Vec::new();
+        while let Some(event) = self
+            .pending
+            .remove(&(self.delivered + 1 + ready.len() as i64))
+        {
+            ready.push(event);
         }
+        self.deliver(&ready);
         self.gap_seen_at = match (self.pending.is_empty(), self.gap_seen_at) {
             (true, _) => None,
             (false, Some(seen)) => Some(seen),
@@ -160,9 +165,7 @@ impl Relay {
                 );
                 self.delivered = first.seq - 1;
             }
-            for event in &batch {
-                self.deliver(event);
-            }
+            self.deliver(&batch);
             metrics::counter!("canopy_relay_gap_filled_events_total").increment(batch.len() as u64);
         }
         let delivered = self.delivered;
@@ -175,11 +178,19 @@ impl Relay {
         Ok(())
     }
 
-    fn deliver(&mut self, event: &LiveEvent) {
-        debug_assert_eq!(event.seq, self.delivered + 1);
-        self.hub.deliver(event);
-        self.delivered = event.seq;
-        metrics::counter!("canopy_relay_events_relayed_total").increment(1);
+    /// Hands the hub a run of events that continues the stream (`delivered + 1`, `+ 2`, …):
+    /// one call, so each socket gets the run as one queue entry.
+    fn deliver(&mut self, events: &[LiveEvent]) {
+        let Some(last) = events.last() else {
+            return;
+        };
+        debug_assert!(events
+            .iter()
+            .enumerate()
+            .all(|(i, e)| e.seq == self.delivered + 1 + i as i64));
+        self.hub.deliver_batch(events);
+        self.delivered = last.seq;
+        metrics::counter!("canopy_relay_events_relayed_total").increment(events.len() as u64);
     }
 }
 

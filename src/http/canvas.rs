@@ -12,7 +12,7 @@ use crate::app::AppState;
 use crate::commands::layout::{self as layout_commands, Moved};
 use crate::domain::events::json_number;
 use crate::domain::ids::parse_uuid;
-use crate::domain::validation::{limits, parse_coordinate, parse_zoom, FieldError};
+use crate::domain::validation::{limits, parse_viewport_offset, parse_zoom, FieldError};
 use crate::error::AppResult;
 use crate::queries::canvas::Viewport;
 
@@ -65,8 +65,8 @@ pub async fn put_viewport(
     Json(body): Json<ViewportBody>,
 ) -> AppResult<HttpResponse> {
     let viewport = Viewport {
-        x: parse_coordinate("x", body.x)?,
-        y: parse_coordinate("y", body.y)?,
+        x: parse_viewport_offset("x", body.x)?,
+        y: parse_viewport_offset("y", body.y)?,
         zoom: parse_zoom(body.zoom)?,
     };
     person

@@ -17,9 +17,11 @@ use crate::domain::events::EventKind;
 use crate::domain::hierarchy::ParentMap;
 use crate::store::LiveEvent;
 
-/// Frames a session may have queued before it counts as a slow consumer.
+/// Deliveries (one per relayed run of events, see [`Hub::deliver_batch`]) a session may have
+/// queued before it counts as a slow consumer.
 pub const SESSION_QUEUE_CAP: usize = 1024;
 
+/// What a socket subscribes to: which events the hub sends it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Subscriber {
     /// A browser canvas: sees every event.
@@ -28,6 +30,7 @@ pub enum Subscriber {
     Workspace(Uuid),
 }
 
+/// Why the hub ends a session; each has its close code.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseReason {
     /// Its queue filled up (close code 4008).
@@ -43,7 +46,9 @@ pub enum CloseReason {
 /// a session made from it), so revoking the key closes its sockets.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionOwner {
+    /// The person (or key) the socket acts for.
     pub actor: crate::domain::people::Actor,
+    /// The API key behind the socket, directly or through a browser session; `None` in open mode.
     pub key_id: Option<Uuid>,
     /// The hash of the browser session it was opened with (signing out closes it).
     pub session: Option<String>,
@@ -68,6 +73,9 @@ struct Inner {
     closing: Option<CloseReason>,
 }
 
+/// The per-instance fan-out: every socket's queue, the hierarchy that filters agents' sockets,
+/// and the drag previews waiting for the next tick. Shared by the Relay (which alone delivers
+/// events) and the sessions (which register and unregister).
 pub struct Hub {
     inner: Mutex<Inner>,
     next_id: AtomicU64,
@@ -87,9 +95,11 @@ pub struct Hub {
 
 /// A session's place in the hub; unregisters itself when dropped.
 pub struct Registration {
+    /// The session's id within this hub.
     pub id: u64,
     /// The newest seq delivered before this session joined.
     pub delivered: i64,
+    /// Fires when the hub ends the session (slow consumer, revoked key, shutdown).
     pub kill: oneshot::Receiver<CloseReason>,
     hub: Arc<Hub>,
 }
@@ -106,10 +116,14 @@ impl Drop for Registration {
 }
 
 impl Hub {
+    /// A hub with the default queue of [`SESSION_QUEUE_CAP`] deliveries per socket. `parents` is the
+    /// hierarchy as of `delivered`, the newest seq already fanned out (the stream head at start).
     pub fn new(parents: ParentMap, delivered: i64) -> Arc<Hub> {
         Hub::with_capacity(parents, delivered, SESSION_QUEUE_CAP)
     }
 
+    /// A hub whose sockets may have `queue_capacity` deliveries queued (`WS_QUEUE_CAPACITY`)
+    /// before they are closed as slow consumers.
     pub fn with_capacity(parents: ParentMap, delivered: i64, queue_capacity: usize) -> Arc<Hub> {
         Arc::new(Hub {
             inner: Mutex::new(Inner {
@@ -204,10 +218,12 @@ impl Hub {
         (registration, frames, volatile_frames)
     }
 
+    /// The newest seq fanned out to this hub's sockets.
     pub fn delivered(&self) -> i64 {
         self.lock().delivered
     }
 
+    /// Sockets registered with this hub now.
     pub fn session_count(&self) -> usize {
         self.lock().sessions.len()
     }
@@ -217,26 +233,76 @@ impl Hub {
         visible(&self.lock().parents, subscriber, event)
     }
 
-    /// Fans one relayed event out. Called by the Relay only, in seq order.
+    /// Fans one relayed event out (see [`Hub::deliver_batch`]).
     pub fn deliver(&self, event: &LiveEvent) {
-        let frame = Arc::new(Frame::event(event));
-        let kind = EventKind::parse(&event.event_type);
-        let mut inner = self.lock();
-        if let (Some(kind), Some(ws)) = (kind, event.workspace_id) {
-            track_hierarchy_before(&mut inner.parents, kind, ws, &event.payload);
+        self.deliver_batch(std::slice::from_ref(event));
+    }
+
+    /// Fans relayed events out: consecutive seqs, in order, after [`Hub::delivered`]. Called by
+    /// the Relay only. Each session gets the events it may see as one queue entry (one
+    /// [`Frame::batch`]), so however many events one commit holds it never fills a healthy
+    /// session's queue, and the whole run leaves in one write. Canvases share one batch;
+    /// an agent's socket gets its own, of the events about workspaces it can reach, judged by
+    /// the hierarchy as each event leaves it.
+    pub fn deliver_batch(&self, events: &[LiveEvent]) {
+        if events.is_empty() {
+            return;
         }
+        // Encoded before the lock is taken; canvases see every event.
+        let frames: Vec<Arc<Frame>> = events.iter().map(|e| Arc::new(Frame::event(e))).collect();
+        let every = Frame::batch(&frames);
+        let kinds: Vec<Option<EventKind>> = events
+            .iter()
+            .map(|e| EventKind::parse(&e.event_type))
+            .collect();
+        let mut inner = self.lock();
         let Inner {
             sessions,
             parents,
             delivered,
             ..
         } = &mut *inner;
+        // Agents' sockets, with the frames each may see: filtered event by event, because an
+        // event can change what the ones after it reach.
+        let mut filtered: Vec<(u64, Uuid, Vec<Arc<Frame>>)> = sessions
+            .iter()
+            .filter_map(|(id, entry)| match entry.subscriber {
+                Subscriber::Workspace(me) if entry.kill.is_some() => Some((*id, me, Vec::new())),
+                _ => None,
+            })
+            .collect();
+        for ((event, kind), frame) in events.iter().zip(&kinds).zip(&frames) {
+            if let (Some(kind), Some(ws)) = (*kind, event.workspace_id) {
+                track_hierarchy_before(parents, kind, ws, &event.payload);
+            }
+            for (_, me, visible_frames) in &mut filtered {
+                if visible(parents, Subscriber::Workspace(*me), event) {
+                    visible_frames.push(Arc::clone(frame));
+                }
+            }
+            if let (Some(EventKind::WorkspaceRemoved), Some(ws)) = (*kind, event.workspace_id) {
+                parents.remove(ws);
+            }
+            *delivered = event.seq;
+        }
+        let mut own: HashMap<u64, Arc<Frame>> = filtered
+            .into_iter()
+            .filter(|(_, _, frames)| !frames.is_empty())
+            .map(|(id, _, frames)| (id, Frame::batch(&frames)))
+            .collect();
         let mut sent = 0u64;
-        for entry in sessions.values_mut() {
-            if entry.kill.is_none() || !visible(parents, entry.subscriber, event) {
+        for (id, entry) in sessions.iter_mut() {
+            if entry.kill.is_none() {
                 continue;
             }
-            match entry.queue.try_send(Arc::clone(&frame)) {
+            let frame = match entry.subscriber {
+                Subscriber::Canvas => Arc::clone(&every),
+                Subscriber::Workspace(_) => match own.remove(id) {
+                    Some(frame) => frame,
+                    None => continue,
+                },
+            };
+            match entry.queue.try_send(frame) {
                 Ok(()) => sent += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     metrics::counter!("canopy_ws_slow_consumer_closes_total").increment(1);
@@ -248,18 +314,18 @@ impl Hub {
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
         }
-        if let (Some(EventKind::WorkspaceRemoved), Some(ws)) = (kind, event.workspace_id) {
-            parents.remove(ws);
-        }
-        *delivered = event.seq;
         metrics::counter!("canopy_ws_frames_queued_total").increment(sent);
         drop(inner);
         // The drop's PATCH (or a removal) ends a drag of this instance without an `ended` entry.
-        if let (Some(EventKind::WorkspaceLayoutChanged | EventKind::WorkspaceRemoved), Some(ws)) =
-            (kind, event.workspace_id)
-        {
-            self.lock_drags().dropped(ws);
-            self.lock_outbox().dropped(ws);
+        for (event, kind) in events.iter().zip(&kinds) {
+            if let (
+                Some(EventKind::WorkspaceLayoutChanged | EventKind::WorkspaceRemoved),
+                Some(ws),
+            ) = (*kind, event.workspace_id)
+            {
+                self.lock_drags().dropped(ws);
+                self.lock_outbox().dropped(ws);
+            }
         }
     }
 

@@ -59,7 +59,12 @@ pub enum ClientMessage {
 pub enum InboundError {
     /// A frame (or a fragmented message) declares more bytes than the limit: 1009.
     #[error("message too big: {declared} bytes declared, the limit is {limit}")]
-    TooBig { declared: u64, limit: usize },
+    TooBig {
+        /// The length the header declared, bytes.
+        declared: u64,
+        /// The most a frame or message may carry, bytes.
+        limit: usize,
+    },
     /// A frame breaks the framing rules of RFC 6455 §5: 1002.
     #[error("protocol error: {0}")]
     Protocol(&'static str),

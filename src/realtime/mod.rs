@@ -1,6 +1,8 @@
 //! Real-time delivery: the Hub fans relayed events out to this instance's sockets; each
 //! Session owns one socket.
 
+#![warn(missing_docs)]
+
 pub mod frame;
 pub mod hub;
 pub mod inbound;

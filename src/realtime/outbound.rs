@@ -41,6 +41,7 @@ pub struct LiveGate {
 const SHUT: i64 = i64::MIN;
 
 impl LiveGate {
+    /// A shut gate: live frames wait until [`LiveGate::open`].
     pub fn new() -> Arc<LiveGate> {
         Arc::new(LiveGate {
             after: AtomicI64::new(SHUT),
@@ -72,6 +73,8 @@ pub struct OutboundBody {
 }
 
 impl OutboundBody {
+    /// The body of a socket: `control` is actix-ws's body (the session's own frames), `live`
+    /// the queue the hub fills, `gate` the session's switch for live frames.
     pub fn new(control: BoxBody, live: LiveFrames, gate: Arc<LiveGate>) -> OutboundBody {
         OutboundBody {
             control,
@@ -129,14 +132,14 @@ impl MessageBody for OutboundBody {
         loop {
             match this.live.poll_recv(cx) {
                 Poll::Ready(Some(frame)) => {
-                    if matches!(frame.seq, Some(seq) if seq <= after) {
+                    let Some(wire) = frame.wire_after(after) else {
                         continue;
-                    }
-                    this.unreported += 1;
+                    };
+                    this.unreported += frame.events().max(1) as u64;
                     if this.unreported >= REPORT_EVERY {
                         this.report();
                     }
-                    return Poll::Ready(Some(Ok(frame.wire.clone())));
+                    return Poll::Ready(Some(Ok(wire)));
                 }
                 // The hub dropped this session; the session task is closing the socket.
                 Poll::Ready(None) => return Poll::Pending,

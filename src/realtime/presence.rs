@@ -42,6 +42,7 @@ pub const PRESENCE_SCAN_INTERVAL: Duration = Duration::from_secs(1);
 /// One person here now.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Present {
+    /// The person (or key) with a canvas open.
     pub actor: Actor,
     /// When their first canvas socket (on any instance) opened.
     pub since: DateTime<Utc>,
@@ -66,6 +67,8 @@ impl Drop for PresenceGuard {
     }
 }
 
+/// Who is here: the people with a canvas open on any instance, as PRESENCE frames tell every
+/// canvas (README "Who is here").
 pub struct Presence {
     changes: mpsc::UnboundedSender<Change>,
     /// What this instance's canvases were told, by actor id.

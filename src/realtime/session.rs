@@ -16,6 +16,7 @@ use super::outbound::LiveGate;
 use super::volatile::DragRate;
 use crate::store::{events as stream, Store, StoreError};
 
+/// How often the server pings a socket.
 pub const PING_INTERVAL: Duration = Duration::from_secs(20);
 /// A socket that sent nothing (not even a pong) for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -27,18 +28,26 @@ pub const SLOW_CONSUMER_CLOSE_CODE: u16 = 4008;
 /// Close code for a socket whose API key (or the key behind its session) was revoked.
 pub const REVOKED_CLOSE_CODE: u16 = 4001;
 
+/// What every session of this instance shares.
 pub struct SessionContext {
+    /// Where the session registers for live events.
     pub hub: Arc<Hub>,
+    /// For the resume replay.
     pub store: Store,
+    /// This process, as CONNECTED names it.
     pub instance_id: String,
+    /// The stream's epoch, as CONNECTED names it (a resume from another epoch resyncs).
     pub epoch: String,
     /// Who this socket's drag frames are from, when its principal may move workspaces (the
     /// role PATCH /workspaces/:id requires); `None`: drag frames are refused.
     pub drag_actor: Option<crate::domain::people::Actor>,
 }
 
+/// A client's resume position: `?since=<seq>&epoch=<epoch>` on the socket's URL.
 pub struct Resume {
+    /// The last seq the client applied.
     pub since: i64,
+    /// The epoch that seq belongs to; required when `since` is above 0.
     pub epoch: Option<String>,
 }
 
@@ -244,15 +253,16 @@ fn client_message(text: &str) -> Result<ClientRequest, &'static str> {
                 .and_then(|v| v.as_str())
                 .and_then(crate::domain::ids::parse_uuid)
                 .ok_or("drag: workspace_id must be a workspace UUID")?;
+            // The bound a PATCH's x/y has: what a drag previews, a drop must be able to save.
             let coordinate = |name: &str| {
                 value
                     .get(name)
                     .and_then(|v| v.as_f64())
-                    .filter(|v| v.is_finite())
+                    .and_then(|v| crate::domain::validation::parse_position(name, v).ok())
             };
             match (coordinate("x"), coordinate("y")) {
                 (Some(x), Some(y)) => Ok(ClientRequest::Drag { workspace_id, x, y }),
-                _ => Err("drag: x and y must be finite numbers"),
+                _ => Err("drag: x and y must be numbers between -10000000 and 10000000"),
             }
         }
         Some(_) => Err("unknown message type"),

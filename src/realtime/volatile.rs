@@ -53,8 +53,11 @@ pub const VOLATILE_QUEUE_CAP: usize = 64;
 /// The latest position of one dragged node, from one socket.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DragPreview {
+    /// The dragged node.
     pub workspace_id: Uuid,
+    /// Its horizontal position on the canvas, px (bounded like layout positions).
     pub x: f64,
+    /// Its vertical position on the canvas, px.
     pub y: f64,
     /// The sending socket, within its hub: it does not get its own previews back.
     pub session: u64,
@@ -66,8 +69,11 @@ pub struct DragPreview {
 /// A drag that stopped without a drop.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct DragEnded {
+    /// The node put back.
     pub workspace_id: Uuid,
+    /// The socket whose drag it was, within its hub.
     pub session: u64,
+    /// Who dragged it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub actor: Option<Actor>,
 }
@@ -77,11 +83,14 @@ pub struct DragEnded {
 pub struct VolatileBatch {
     /// The publishing hub (random per process), so a socket's own previews are not echoed.
     pub hub: Uuid,
+    /// The latest position per dragged node this tick.
     pub previews: Vec<DragPreview>,
+    /// Drags that stopped without a drop this tick.
     pub ended: Vec<DragEnded>,
 }
 
 impl VolatileBatch {
+    /// Nothing to publish.
     pub fn is_empty(&self) -> bool {
         self.previews.is_empty() && self.ended.is_empty()
     }
@@ -193,6 +202,7 @@ pub struct DragRate {
 }
 
 impl DragRate {
+    /// A fresh window starting at `now`.
     pub fn new(now: Instant) -> DragRate {
         DragRate {
             window_start: now,
@@ -238,13 +248,16 @@ pub async fn run(hub: Arc<Hub>, backplane: Backplane, mut shutdown: watch::Recei
 /// Where a preview came from: the hub (instance) and its socket there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Origin {
+    /// The hub (instance) the socket belongs to.
     pub hub: Uuid,
+    /// The socket within that hub.
     pub session: u64,
 }
 
 /// One entry of a DRAG_PREVIEWS frame, serialized once, with the socket it came from (which
 /// does not get it back).
 pub struct Entry {
+    /// The socket the entry came from.
     pub origin: Origin,
     /// The entry's JSON object, as in the frame's `previews` or `ended` array.
     pub json: String,
@@ -253,11 +266,14 @@ pub struct Entry {
 /// What one preview tick sends: the latest position per node, and the drags that ended.
 #[derive(Default)]
 pub struct PreviewTick {
+    /// DRAG_PREVIEWS' `previews` entries.
     pub previews: Vec<Entry>,
+    /// DRAG_PREVIEWS' `ended` entries.
     pub ended: Vec<Entry>,
 }
 
 impl PreviewTick {
+    /// Nothing to send.
     pub fn is_empty(&self) -> bool {
         self.previews.is_empty() && self.ended.is_empty()
     }
@@ -303,6 +319,7 @@ impl PreviewOutbox {
         self.previews.remove(&workspace_id);
     }
 
+    /// Nothing waits for the next tick.
     pub fn is_empty(&self) -> bool {
         self.previews.is_empty() && self.ended.is_empty()
     }

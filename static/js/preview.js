@@ -16,6 +16,24 @@ const DRAG_REST_REPEAT_MS = 1000; // the server ends a drag after 2 s without a 
 const SETTLE_MS = 1000;
 
 const settledAt = new Map(); // id -> performance.now() of its last layout event
+// A preview not refreshed for this long is dropped and the card put back. A dragging page
+// repeats its position every second while the pointer rests, and the server ends a drag after
+// 2 s without a frame with an `ended` entry; but previews are volatile, and a canvas that fell
+// behind may lose that entry with the rest (the server drops previews, never events, for a
+// full queue). Without this a lost `ended` would leave the card at the preview spot.
+const PREVIEW_TTL_MS = 4000;
+let staleSweep = null;
+
+function sweepStalePreviews() {
+  const cutoff = performance.now() - PREVIEW_TTL_MS;
+  for (const [id, p] of previews) {
+    if (p.at < cutoff) clearPreview(id);
+  }
+  if (previews.size === 0) {
+    clearInterval(staleSweep);
+    staleSweep = null;
+  }
+}
 
 // This page's drag: the last position, when it was sent, and the timers.
 let out = null; // { id, x, y, sentAt, pending, trailing, rest }
@@ -117,7 +135,8 @@ function showPreview(p, isDraggingHere) {
     if (performance.now() - settled < SETTLE_MS) return; // a late preview of the drop
     settledAt.delete(id);
   }
-  previews.set(id, { x: Math.round(x), y: Math.round(y) });
+  previews.set(id, { x: Math.round(x), y: Math.round(y), at: performance.now() });
+  if (staleSweep === null) staleSweep = setInterval(sweepStalePreviews, PREVIEW_TTL_MS / 4);
   setPreviewClass(id, true);
   fitUp(id);
 }

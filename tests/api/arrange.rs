@@ -992,3 +992,86 @@ async fn expanding_a_collapsed_workspace_makes_room_for_its_children_in_the_same
     );
     assert_eq!(watcher.positions(), after.positions());
 }
+
+/// One commit with more events than a socket's queue holds (an Arrange of 26 cards, queues of
+/// 4 frames) reaches every canvas whole and in order, and an agent's socket gets exactly the
+/// events about workspaces it may reach; neither is closed as a slow consumer (4008), because
+/// a commit takes one place in a socket's queue, not one per event.
+#[tokio::test]
+async fn a_commit_with_more_events_than_a_sockets_queue_reaches_it_whole() {
+    let db = TestDb::new();
+    let app = spawn_on(&db, rate_limits_off().var("WS_QUEUE_CAPACITY", "4")).await;
+    let roots = pile(&app, 2).await;
+    let board = Board::load(&app).await;
+    let token = register(&app, &roots[0]).await;
+    let mut canvas = app.ws("").await;
+    assert_eq!(canvas.next_json().await["event"], "CONNECTED");
+    let url = format!("ws://127.0.0.1:{}/ws", app.port);
+    let bearer = format!("Bearer {token}");
+    let mut agent = WsClient::connect(
+        &url,
+        &[("X-Workspace-ID", &roots[0]), ("Authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(agent.next_json().await["event"], "CONNECTED");
+    app.settle().await;
+    let head_before = app.live_events().await.last().unwrap().0;
+
+    let (status, body) = arrange(&app, json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let moved: Vec<String> = body["moved"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(moved.len() > 20, "the pile came apart: {body}");
+
+    // The canvas: every event of the commit, in order, and the socket still open.
+    let mut seqs = Vec::new();
+    while seqs.len() < moved.len() {
+        let seq = canvas.next_event().await["seq"].as_i64().unwrap();
+        if seq > head_before {
+            seqs.push(seq);
+        }
+    }
+    assert_eq!(
+        seqs,
+        (head_before + 1..=head_before + moved.len() as i64).collect::<Vec<_>>()
+    );
+
+    // The agent of the first root reaches itself, its descendants and the other root.
+    let mut reach = vec![roots[0].clone(), roots[1].clone()];
+    let mut i = 0;
+    while i < reach.len() {
+        if reach[i] != roots[1] {
+            reach.extend(board.children(Some(&reach[i].clone())));
+        }
+        i += 1;
+    }
+    let mut expected: Vec<&String> = moved.iter().filter(|id| reach.contains(id)).collect();
+    assert!(
+        expected.len() > 4,
+        "more than a queue's worth: {expected:?}"
+    );
+    let mut seen = Vec::new();
+    while seen.len() < expected.len() {
+        let frame = agent.next_event().await;
+        if frame["event"] == "WORKSPACE_LAYOUT_CHANGED" {
+            seen.push(frame["workspace_id"].as_str().unwrap().to_string());
+        }
+    }
+    let mut seen: Vec<&String> = seen.iter().collect();
+    seen.sort();
+    expected.sort();
+    assert_eq!(seen, expected);
+
+    // Both still open: a later event arrives.
+    app.patch(
+        &format!("/workspaces/{}", roots[0]),
+        json!({ "x": 5, "y": 5 }),
+    )
+    .await;
+    assert_eq!(canvas.next_event().await["workspace_id"], roots[0].as_str());
+    assert_eq!(agent.next_event().await["workspace_id"], roots[0].as_str());
+}

@@ -195,6 +195,9 @@ async fn bench_smoke_previews_reach_the_other_canvases() {
     let preview_latency = previews.latency.as_ref().expect("preview latency");
     assert_eq!(preview_latency.samples, previews.delivered, "{json}");
     assert_eq!(json["previews"]["lost"], previews.lost(), "{json}");
+    // Read from both instances' /metrics: 18 healthy watchers drop nothing.
+    assert_eq!(previews.dropped_by_server, Some(0), "{json}");
+    assert_eq!(json["previews"]["dropped_by_server"], 0, "{json}");
 
     first.stop().await;
     if let Some(second) = second {

@@ -431,7 +431,7 @@ async fn pause_and_resume_cascade() {
 }
 
 #[tokio::test]
-async fn viewport_round_trips_and_validates_zoom() {
+async fn viewport_round_trips_and_validates_zoom_and_offset() {
     let (app, _db) = spawn_app().await;
     assert_eq!(
         app.get("/canvas/viewport").await,
@@ -459,7 +459,23 @@ async fn viewport_round_trips_and_validates_zoom() {
             "{body}"
         );
     }
+    // The pan offset: the farthest card at the largest zoom, and no farther.
+    for (field, body) in [
+        ("x", json!({ "x": 1.5e8, "y": 0, "zoom": 1 })),
+        ("y", json!({ "x": 0, "y": -1e300, "zoom": 1 })),
+        ("x", json!({ "x": "far", "y": 0, "zoom": 1 })),
+    ] {
+        let (status, answer) = app.put("/canvas/viewport", body.clone()).await;
+        assert_eq!(status, 400, "{body}");
+        assert!(
+            answer["error"].as_str().unwrap().starts_with(field),
+            "{answer}"
+        );
+    }
     assert_eq!(app.get("/canvas/viewport").await.1["zoom"], 1.5);
+    let edge = json!({ "x": 100_000_000, "y": -100_000_000, "zoom": 10 });
+    assert_eq!(app.put("/canvas/viewport", edge.clone()).await.0, 200);
+    assert_eq!(app.get("/canvas/viewport").await.1, edge);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Live collaboration on the page (issue 15, items 1 and 6) in real browsers: page B sees page
-//! A's card move while A still holds the mouse button, before the drop; a rename made on a
-//! stale version is refused with 412, the page says what changed, and Retry renames it.
+//! A's card move while A still holds the mouse button, before the drop; a preview whose end
+//! never arrives is put back; a rename made on a stale version is refused with 412, the page
+//! says what changed, and Retry renames it.
 
 use fantoccini::actions::{InputSource, MouseActions, PointerAction, MOUSE_BUTTON_LEFT};
 use fantoccini::Locator;
@@ -107,6 +108,85 @@ async fn browser_page_b_sees_page_a_drag_before_the_drop() {
         return;
     };
     let outcome = preview_scenario(&mut t).await;
+    t.finish(outcome).await;
+}
+
+/// Installed in page B before its scripts run: DRAG_PREVIEWS frames with an `ended` entry are
+/// lost on the way (counted in `window.__endedLost`), as a canvas that fell behind loses them
+/// when the server drops its previews for a full queue.
+const LOSE_ENDED_PREVIEWS: &str = r#"
+  const native = Object.getOwnPropertyDescriptor(WebSocket.prototype, 'onmessage');
+  window.__endedLost = 0;
+  Object.defineProperty(WebSocket.prototype, 'onmessage', {
+    configurable: true,
+    get() { return native.get.call(this); },
+    set(handler) {
+      native.set.call(this, handler && ((message) => {
+        if (typeof message.data === 'string' && message.data.includes('"ended":[{')) {
+          window.__endedLost += 1;
+          return;
+        }
+        handler.call(this, message);
+      }));
+    },
+  });
+"#;
+
+/// How long the page keeps a preview nobody refreshes (`PREVIEW_TTL_MS` in
+/// `static/js/preview.js`), plus its sweep and a margin.
+const PREVIEW_TTL_WAIT: Duration = Duration::from_secs(8);
+
+async fn lost_end_scenario(t: &mut BrowserTest) -> anyhow::Result<()> {
+    let id = create_at(&t.app, "Dragged", "", None, 100.0, 100.0).await;
+    let b = t.open().await?;
+    let page = &t.pages[b];
+    page.cdp(
+        "Page.addScriptToEvaluateOnNewDocument",
+        json!({ "source": LOSE_ENDED_PREVIEWS }),
+    )
+    .await?;
+    page.client.refresh().await?;
+    page.wait_connection("live", PAGE_WAIT).await?;
+    page.wait_card("card", &id, PAGE_WAIT, |c| c["visible"] == json!(true))
+        .await?;
+
+    // Someone drags the card on another canvas, then stops without a drop (the tab closes):
+    // the server's `ended` entry for it never reaches page B.
+    let mut dragger = t.app.ws("").await;
+    dragger.next_json().await;
+    dragger
+        .send_text(&json!({ "type": "drag", "workspace_id": id, "x": 300, "y": 200 }).to_string())
+        .await;
+    page.wait_card("the drag on page B", &id, PREVIEW_WAIT, |c| {
+        c["x"].as_f64() == Some(300.0) && has_class(c, "previewing")
+    })
+    .await?;
+    drop(dragger);
+    page.wait_true("the lost `ended` entry", "return window.__endedLost > 0;")
+        .await?;
+
+    // Nobody refreshes the preview: page B puts the card back where it is saved.
+    page.wait_card("the card put back", &id, PREVIEW_TTL_WAIT, |c| {
+        c["x"].as_f64() == Some(100.0)
+            && c["y"].as_f64() == Some(100.0)
+            && !has_class(c, "previewing")
+    })
+    .await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn browser_a_preview_whose_end_is_lost_is_put_back() {
+    let Some(mut t) = BrowserTest::start(
+        "browser_a_preview_whose_end_is_lost_is_put_back",
+        "browser-lost-end",
+        TestOptions::default(),
+    )
+    .await
+    else {
+        return;
+    };
+    let outcome = lost_end_scenario(&mut t).await;
     t.finish(outcome).await;
 }
 

@@ -278,19 +278,34 @@ impl Page {
         Ok(())
     }
 
-    /// Uncaught exceptions and console.error calls the page logged since the last call.
-    async fn script_errors(&self) -> anyhow::Result<Vec<String>> {
+    /// A chromedriver extension command of this page's session (`/session/{id}/<path>`).
+    async fn driver_command(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let session = self
             .client
             .session_id()
             .await?
             .ok_or_else(|| anyhow::anyhow!("no WebDriver session"))?;
-        let logs: Value = reqwest::Client::new()
-            .post(format!("{}/session/{session}/se/log", self.driver_url))
-            .json(&json!({ "type": "browser" }))
+        Ok(reqwest::Client::new()
+            .post(format!("{}/session/{session}/{path}", self.driver_url))
+            .json(&body)
             .send()
             .await?
             .json()
+            .await?)
+    }
+
+    /// A DevTools protocol command (chromedriver's `goog/cdp/execute`); its result.
+    async fn cdp(&self, cmd: &str, params: Value) -> anyhow::Result<Value> {
+        let answer = self
+            .driver_command("goog/cdp/execute", json!({ "cmd": cmd, "params": params }))
+            .await?;
+        Ok(answer["value"].clone())
+    }
+
+    /// Uncaught exceptions and console.error calls the page logged since the last call.
+    async fn script_errors(&self) -> anyhow::Result<Vec<String>> {
+        let logs = self
+            .driver_command("se/log", json!({ "type": "browser" }))
             .await?;
         let entries = logs["value"]
             .as_array()

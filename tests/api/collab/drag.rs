@@ -209,6 +209,9 @@ async fn only_canvas_sockets_may_drag_and_bad_or_excess_frames_are_refused() {
         json!({ "type": "drag", "workspace_id": "nope", "x": 1, "y": 1 }),
         json!({ "type": "drag", "workspace_id": node, "x": "1", "y": 1 }),
         json!({ "type": "drag", "workspace_id": node, "x": 1 }),
+        // Beyond the canvas's bound for positions (±1e7, as a PATCH's x/y).
+        json!({ "type": "drag", "workspace_id": node, "x": 1e8, "y": 1 }),
+        json!({ "type": "drag", "workspace_id": node, "x": 1, "y": -1e300 }),
     ] {
         canvas.send_text(&bad.to_string()).await;
         let answer = canvas.next_json().await;
