@@ -46,17 +46,13 @@ pub struct ListQuery {
         (status = 200, description = "The activity rows", body = Vec<Activity>),
         PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 /// `GET /workspaces/:id/activity`: the rows, newest first. 401 before 400, then 404.
 pub async fn list(query: Query<ListQuery>, call: OnBehalf) -> AppResult<HttpResponse> {
     let id = call.workspace;
     let filter = list_filter(&query);
     let rows = call
-        .read(Access::Read, move |c| {
-            let filter = filter?;
-            queries::list(c, id, &filter)
-        })
+        .read(Access::Read, move |c| queries::list(c, id, &filter?))
         .await?;
     Ok(HttpResponse::Ok().json(rows))
 }
@@ -158,7 +154,6 @@ fn optional_uuid(field: &str, raw: Option<&str>) -> Result<Option<uuid::Uuid>, F
         (status = 403, description = "Forbidden", body = ErrorBody),
         PathRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 /// `POST /workspaces/:id/activity`: `{"status": "logged", "id"}`. 401 before any verdict on the
 /// body's fields, then 404/410.
@@ -307,7 +302,6 @@ fn notify_input(body: NotifyBody) -> Result<Notify, FieldError> {
         (status = 200, description = "`{\"status\": \"sent\"}`", body = StatusBody),
         PathRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 /// `POST /workspaces/:id/notify`: `{"status": "sent"}`; the canvas gets AGENT_MESSAGE.
 pub async fn notify(Json(body): Json<NotifyBody>, call: OnBehalf) -> AppResult<HttpResponse> {

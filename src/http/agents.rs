@@ -43,7 +43,6 @@ fn model(body: ModelBody) -> Result<ModelName, FieldError> {
         (status = 201, description = "`{\"agent_id\", \"model\"}`", body = Object),
         PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `POST /workspaces/:id/agent`: 201 `{"agent_id", "model"}`.
 pub async fn assign(
@@ -69,7 +68,6 @@ pub async fn assign(
         (status = 200, description = "`{\"status\": \"replaced\", \"agent_id\", \"model\", \"old_model\"}`", body = Object),
         PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `PATCH /workspaces/:id/agent`: `{"status": "replaced", "agent_id", "model", "old_model"}`.
 pub async fn replace(
@@ -94,7 +92,6 @@ pub async fn replace(
         (status = 200, description = "`{\"status\": \"removed\", \"agent_id\", \"model\"}`", body = Object),
         PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `DELETE /workspaces/:id/agent`: `{"status": "removed", "agent_id", "model"}`.
 pub async fn remove(person: AsPerson, WorkspacePath(id): WorkspacePath) -> AppResult<HttpResponse> {
@@ -125,7 +122,6 @@ impl JsonBody for MoveBody {
         (status = 200, description = "`{\"status\": \"moved\", \"agent_id\", \"model\", \"target_workspace_id\"}`", body = Object),
         PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `POST /workspaces/:id/agent/move`: `{"status": "moved", "agent_id", "model",
 /// "target_workspace_id"}`.

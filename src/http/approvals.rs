@@ -61,7 +61,6 @@ impl JsonBody for CreateBody {
         (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
         InputRefused, TokenRefused, NoWorkspace, WorkspaceGone, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %call.workspace))]
 pub async fn create(Json(body): Json<CreateBody>, call: OnBehalf) -> AppResult<HttpResponse> {
@@ -101,7 +100,6 @@ fn limit(query: &ListQuery) -> Result<i64, FieldError> {
         (status = 200, description = "The requests", body = Vec<Object>),
         InputRefused, TokenRefused, NoWorkspace, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 pub async fn list(query: Query<ListQuery>, call: OnBehalf) -> AppResult<HttpResponse> {
     let id = call.workspace;
@@ -127,7 +125,6 @@ pub async fn list(query: Query<ListQuery>, call: OnBehalf) -> AppResult<HttpResp
         (status = 200, description = "The pending requests", body = Vec<Object>),
         InputRefused, TokenRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 pub async fn list_pending(
     state: web::Data<AppState>,
@@ -175,7 +172,6 @@ impl JsonBody for DecideBody {
         (status = 415, description = "Body not sent as `Content-Type: application/json`", body = ErrorBody),
         InputRefused, TokenRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %path.0, approval_id = %path.1))]
 pub async fn decide(

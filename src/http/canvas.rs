@@ -25,7 +25,6 @@ use crate::queries::canvas::Viewport;
         (status = 200, description = "`{\"x\", \"y\", \"zoom\"}`", body = ViewportBody),
         TokenRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `GET /canvas/viewport`: `{"x", "y", "zoom"}`, the default until someone saves one.
 pub async fn get_viewport(state: web::Data<AppState>) -> AppResult<HttpResponse> {
@@ -57,7 +56,6 @@ impl JsonBody for ViewportBody {
         (status = 200, description = "`{\"status\": \"saved\"}`", body = StatusBody),
         InputRefused, TokenRefused, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `PUT /canvas/viewport`: saves the shared viewport; `{"status": "saved"}`.
 pub async fn put_viewport(
@@ -85,7 +83,6 @@ pub async fn put_viewport(
         (status = 401, description = "Missing or invalid credentials", body = ErrorBody),
         (status = 403, description = "Agents do not see presence", body = ErrorBody),
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `GET /canvas/presence`: who has a canvas open, on any instance (no database trip).
 pub async fn presence(state: web::Data<AppState>) -> AppResult<HttpResponse> {
@@ -131,7 +128,6 @@ pub struct ArrangeResponse {
         (status = 403, description = "The caller may not change the canvas (a viewer, an agent)", body = ErrorBody),
         InputRefused, TokenRefused, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
 /// `POST /canvas/arrange`: lays out one tree or all of them; `{"moved": [{"id", "x", "y"}]}`.

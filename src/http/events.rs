@@ -77,7 +77,6 @@ async fn page(
         (status = 200, description = "The events", body = Vec<StructureEvent>),
         InputRefused, TokenRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 pub async fn list_all(
     state: web::Data<AppState>,
@@ -96,7 +95,6 @@ pub async fn list_all(
         (status = 200, description = "The events", body = Vec<StructureEvent>),
         PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `GET /events/:workspace_id`: one workspace's structural events, newest first; 404 for one
 /// that never existed.

@@ -261,6 +261,9 @@ fn name_operations(
             _ => None,
         };
         if let Some(operation) = operation {
+            if operation.security.is_none() {
+                operation.security = default_security(requirement);
+            }
             operation
                 .extensions
                 .get_or_insert_with(Default::default)
@@ -274,6 +277,23 @@ fn name_operations(
                 name.to_string()
             });
         }
+    }
+}
+
+/// The security an operation documents when its `#[utoipa::path]` names none, from what the
+/// route table requires of its caller: nothing (open mode) or a person's credential, and on
+/// agent routes also a workspace's token; public routes document none.
+fn default_security(
+    requirement: super::principal::Requirement,
+) -> Option<Vec<utoipa::openapi::security::SecurityRequirement>> {
+    use super::principal::Requirement;
+    use utoipa::openapi::security::SecurityRequirement;
+    let scheme = |name: &str| SecurityRequirement::new(name, Vec::<String>::new());
+    let open_or_person = vec![SecurityRequirement::default(), scheme(ADMIN_TOKEN)];
+    match requirement {
+        Requirement::Public => None,
+        Requirement::Role(_) => Some(open_or_person),
+        Requirement::AgentOr(_) => Some([open_or_person, vec![scheme(WORKSPACE_TOKEN)]].concat()),
     }
 }
 

@@ -74,7 +74,6 @@ fn parse_agent_url(raw: Option<&str>) -> Result<String, FieldError> {
         (status = 200, description = "`{\"status\": \"registered\", \"auth_token\"?}`", body = Object),
         InputRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
 /// `POST /registry/register`: `{"status": "registered"}`, with `auth_token` (shown once) on
@@ -187,7 +186,6 @@ impl TryFrom<HeartbeatBody> for Heartbeat {
         (status = 200, description = "`{\"status\": \"ok\"}`", body = StatusBody),
         InputRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 /// `POST /registry/heartbeat`: `{"status": "ok"}`, and the liveness TTL is re-armed.
 pub async fn heartbeat(
@@ -255,7 +253,6 @@ impl JsonBody for UpdateCardBody {
         (status = 200, description = "`{\"status\": \"updated\"}`", body = StatusBody),
         InputRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 /// `POST /registry/update-card`: `{"status": "updated"}`. One batcher command: 404/410, then the
 /// caller, then the card.
@@ -329,7 +326,6 @@ pub struct PeersQuery {
         (status = 200, description = "The peers", body = Vec<Workspace>),
         PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 /// `GET /registry/:id/peers`: siblings, children, then the parent, filtered by `q`.
 pub async fn peers(query: Query<PeersQuery>, call: OnBehalf) -> AppResult<HttpResponse> {

@@ -75,7 +75,6 @@ fn deleted() -> HttpResponse {
         (status = 200, description = "Secret names", body = Vec<SecretSummary>),
         PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %call.workspace))]
 /// `GET /workspaces/:id/secrets`: secret names (never values), the global ones merged in.
@@ -98,7 +97,6 @@ pub async fn list_workspace(call: OnBehalf) -> AppResult<HttpResponse> {
         (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
         PathRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, SecretsDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %call.workspace))]
 /// `POST`/`PUT /workspaces/:id/secrets` with `{"key", "value"}`: `{"status": "saved", "key"}`.
@@ -120,7 +118,6 @@ pub async fn put_workspace(
         (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
         PathRefused, TokenRefused, NoWorkspace, WorkspaceGone, BodyRefused, SecretsDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %call.workspace))]
 /// `PUT /workspaces/:id/secrets/:key` with `{"value"}`: `{"status": "saved", "key"}`.
@@ -189,7 +186,6 @@ async fn save_workspace(
         (status = 404, description = "Workspace or secret not found", body = ErrorBody),
         PathRefused, TokenRefused, WorkspaceGone, DbDown,
     ),
-    security((), ("admin_token" = []), ("workspace_token" = [])),
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %call.workspace))]
 /// `DELETE /workspaces/:id/secrets/:key`: `{"status": "deleted"}`; 404 for an unknown secret.
@@ -221,7 +217,6 @@ pub async fn delete_workspace(
         (status = 200, description = "Secret names", body = Vec<SecretSummary>),
         TokenRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `GET /settings/secrets`: global secret names (never values).
 pub async fn list_global(state: web::Data<AppState>) -> AppResult<HttpResponse> {
@@ -239,7 +234,6 @@ pub async fn list_global(state: web::Data<AppState>) -> AppResult<HttpResponse> 
         (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
         InputRefused, TokenRefused, BodyRefused, SecretsDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `POST`/`PUT /settings/secrets` with `{"key", "value"}`: `{"status": "saved", "key"}`.
 pub async fn put_global(
@@ -260,7 +254,6 @@ pub async fn put_global(
         (status = 200, description = "`{\"status\": \"saved\", \"key\"}`", body = Object),
         InputRefused, TokenRefused, BodyRefused, SecretsDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
 /// `PUT /settings/secrets/:key` with `{"value"}`: `{"status": "saved", "key"}`.
@@ -303,7 +296,6 @@ async fn save_global(
         (status = 404, description = "Secret not found", body = ErrorBody),
         InputRefused, TokenRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
 /// `DELETE /settings/secrets/:key`: `{"status": "deleted"}`; 404 for an unknown secret.

@@ -168,7 +168,6 @@ pub async fn sign_out(req: HttpRequest, state: web::Data<AppState>) -> AppResult
         (status = 200, description = "The caller (open mode: the local admin)", body = Object),
         (status = 401, description = "Not signed in", body = ErrorBody),
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `GET /session`: who the caller is (`{"type", "id", "name", "role"}`).
 pub async fn whoami(principal: Principal) -> AppResult<HttpResponse> {

@@ -115,7 +115,6 @@ impl TryFrom<CreateBody> for CreateWorkspace {
         (status = 201, description = "Created: `{\"id\", \"status\": \"provisioning\"}`", body = Object),
         InputRefused, TokenRefused, NoWorkspace, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all)]
 /// `POST /workspaces`: 201 `{"id", "status": "provisioning"}`.
@@ -138,7 +137,6 @@ pub async fn create(person: AsPerson, Json(body): Json<CreateBody>) -> AppResult
         (status = 200, description = "The workspaces", body = Vec<Workspace>),
         TokenRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `GET /workspaces`: every live workspace, oldest first, layout inlined.
 pub async fn list(state: web::Data<AppState>) -> AppResult<HttpResponse> {
@@ -158,7 +156,6 @@ pub async fn list(state: web::Data<AppState>) -> AppResult<HttpResponse> {
         (status = 410, description = "Removed: the body carries its last event", body = ErrorBody),
         PathRefused, TokenRefused, NoWorkspace, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `GET /workspaces/:id`: the workspace with its version as `ETag`; 301 to its replacement or
 /// 410 with its last event when removed; 404 when unknown.
@@ -264,7 +261,6 @@ impl TryFrom<PatchBody> for WorkspacePatch {
         (status = 412, description = "`If-Match` is stale: `{\"error\", \"version\", \"workspace\"}` with the current state, `ETag` its version", body = ErrorBody),
         PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, BodyRefused, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %id))]
 /// `PATCH /workspaces/:id` (optionally `If-Match`): `{"status": "updated", "version"}` with the
@@ -332,7 +328,6 @@ pub struct DeleteQuery {
         (status = 409, description = "`confirmation_required`: it has children and `confirm` was not given", body = ErrorBody),
         PathRefused, TokenRefused, NoWorkspace, WorkspaceGone, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 #[tracing::instrument(skip_all, fields(workspace_id = %id))]
 /// `DELETE /workspaces/:id`: `{"status": "removed", "cascade_deleted"}`; 409
@@ -364,7 +359,6 @@ pub async fn delete(
         (status = 200, description = "`{\"status\": \"paused\", \"paused_count\": n}`", body = Object),
         PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `POST /workspaces/:id/pause`: `{"status": "paused", "paused_count"}`.
 pub async fn pause(person: AsPerson, WorkspacePath(id): WorkspacePath) -> AppResult<HttpResponse> {
@@ -382,7 +376,6 @@ pub async fn pause(person: AsPerson, WorkspacePath(id): WorkspacePath) -> AppRes
         (status = 200, description = "`{\"status\": \"provisioning\", \"resumed_count\": n}`", body = Object),
         PathRefused, TokenRefused, NoWorkspace, StateConflict, WorkspaceGone, DbDown,
     ),
-    security((), ("admin_token" = [])),
 )]
 /// `POST /workspaces/:id/resume`: `{"status": "provisioning", "resumed_count"}`.
 pub async fn resume(person: AsPerson, WorkspacePath(id): WorkspacePath) -> AppResult<HttpResponse> {
