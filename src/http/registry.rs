@@ -101,13 +101,21 @@ pub async fn register(
     let agent_card = body.agent_card.unwrap_or_else(|| json!({}));
     require_agent_workspace(&state, id).await?;
 
-    // A token, when given, must be the admin's or this workspace's own.
+    // A token, when given, must be the admin's or this workspace's own. Without one, only open
+    // mode lets a first registration mint the workspace's token: in token mode anyone who knew
+    // the workspace's id could otherwise claim its agent (and with it its secrets and the chat
+    // sent to it), so whoever provisions the agent registers it with an admin credential and
+    // hands the agent the token.
+    let person = super::principal::of_request(&req).filter(|p| p.is_authenticated_person());
     let authenticated = match bearer(&req) {
-        None => false,
-        Some(_)
-            if super::principal::of_request(&req).is_some_and(|p| p.is_authenticated_person()) =>
-        {
-            true
+        _ if person.is_some() => true,
+        None if super::auth::is_open(&state) => false,
+        None => {
+            return Err(AppError::Unauthorized(
+                "missing workspace auth token (in token mode an agent's first registration \
+                 needs an admin credential)"
+                    .into(),
+            ))
         }
         Some(token) => {
             let hash = hash_token(token);
