@@ -287,7 +287,8 @@ impl Api {
             .json_call(
                 self.client
                     .post(format!("{}/registry/register", target.base)),
-                None,
+                // In token mode an agent's first registration needs an admin credential.
+                self.admin_token.as_deref(),
                 &json!({
                     "id": id,
                     "url": format!("http://127.0.0.1:9/bench-agent-{n}"),

@@ -25,6 +25,7 @@ use crate::app::{ActAs, AppState};
 use crate::commands::a2a::{self as commands, Exchange, Outcome};
 use crate::domain::a2a::{rpc_error_message, RpcRequest};
 use crate::domain::ids::parse_uuid;
+use crate::domain::people::Role;
 use crate::domain::status::WorkspaceStatus;
 use crate::error::{AppError, AppResult};
 use crate::store::workspaces as ws;
@@ -136,7 +137,19 @@ pub async fn proxy(
     }
     let caller = caller_header(&req)?;
     let act_as = match caller {
-        Some(workspace) => ActAs::Agent(workspace),
+        Some(workspace) => {
+            // Calling as a workspace takes its token, or the admin role: an editor's or a
+            // viewer's key is not a workspace's token (it would make them any agent).
+            let person = super::principal::of_request(&req).filter(|p| p.is_authenticated_person());
+            if person.is_some_and(|p| !p.role.is_some_and(|r| r.covers(Role::Admin))) {
+                return Err(AppError::Forbidden(
+                    "forbidden: calling as a workspace (X-Workspace-ID) takes its token or the \
+                     admin role"
+                        .into(),
+                ));
+            }
+            ActAs::Agent(workspace)
+        }
         None => ActAs::Actor(require_person(&req, &state)?.actor()),
     };
     let wait = timeout(&req, &state)?;

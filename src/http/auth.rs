@@ -337,36 +337,44 @@ impl OnBehalf {
 /// What a register call (`POST /registry/register`) shows, read from the request without a
 /// trip; [`RegisterProof::check`] weighs it inside the register command.
 pub enum RegisterProof {
-    /// No bearer token: the command decides (a first register mints the token; once the
-    /// workspace holds one, 401).
-    Nothing,
-    /// A person's credential that the route admitted (the admin token, an admin's key).
+    /// A person's credential that the route admitted (the admin token, an admin's key or
+    /// session).
     Person,
+    /// No credential, in open mode: the command decides (a first register mints the token;
+    /// once the workspace holds one, 401).
+    Nothing,
+    /// No credential in token mode: 401. Anyone who knew a fresh workspace's id could
+    /// otherwise claim its agent (and with it its secrets and the chat sent to it), so whoever
+    /// provisions the agent registers it with an admin credential and hands it the token.
+    MissingInTokenMode,
     /// Any other bearer token, by its hash: it must be the workspace's own.
     Token(String),
 }
 
 impl RegisterProof {
     /// Reads the request's bearer token and the person the middleware admitted.
-    pub fn of_request(req: &HttpRequest) -> RegisterProof {
+    pub fn of_request(req: &HttpRequest, state: &AppState) -> RegisterProof {
+        let person = super::principal::of_request(req).filter(|p| p.is_authenticated_person());
         match bearer(req) {
-            None => RegisterProof::Nothing,
-            Some(_)
-                if super::principal::of_request(req)
-                    .is_some_and(|p| p.is_authenticated_person()) =>
-            {
-                RegisterProof::Person
-            }
+            _ if person.is_some() => RegisterProof::Person,
+            None if is_open(state) => RegisterProof::Nothing,
+            None => RegisterProof::MissingInTokenMode,
             Some(token) => RegisterProof::Token(hash_token(token)),
         }
     }
 
     /// Whether the caller proved itself for `workspace` (a person, or the workspace's own
-    /// token): `false` without a token; 401 `invalid workspace auth token` for any other.
+    /// token): `false` without a credential in open mode; 401 `missing workspace auth token
+    /// (…)` without one in token mode, 401 `invalid workspace auth token` for any other token.
     pub fn check(&self, conn: &mut DbConnection, workspace: Uuid) -> AppResult<bool> {
         match self {
-            RegisterProof::Nothing => Ok(false),
             RegisterProof::Person => Ok(true),
+            RegisterProof::Nothing => Ok(false),
+            RegisterProof::MissingInTokenMode => Err(AppError::Unauthorized(
+                "missing workspace auth token (in token mode an agent's first registration \
+                 needs an admin credential)"
+                    .into(),
+            )),
             RegisterProof::Token(hash) => {
                 if tokens::workspace_of(conn, hash)? != Some(workspace) {
                     return Err(AppError::Unauthorized(

@@ -86,10 +86,10 @@ pub async fn register(
     let id = body_uuid("id", body.id.as_deref())?;
     let url = parse_agent_url(body.url.as_deref())?;
     let agent_card = body.agent_card.unwrap_or_else(|| json!({}));
-    let proof = RegisterProof::of_request(&req);
+    let proof = RegisterProof::of_request(&req, &state);
     let registered_url = url.clone();
     // One command: 404/410 before any token check (a removed workspace's tokens are revoked,
-    // and its agent must learn it is gone, not that it is unauthorized), then the token.
+    // and its agent must learn it is gone, not that it is unauthorized), then the credential.
     let token = state
         .execute_as(ActAs::Agent(id), move |tx| {
             commands::agent_workspace(tx.conn(), id)?;

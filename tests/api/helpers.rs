@@ -215,7 +215,7 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    pub fn authed(&self, rb: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match &self.admin_token {
             Some(t) => rb.bearer_auth(t),
             None => rb,
@@ -454,9 +454,9 @@ where
 
 /// Registers a workspace as its agent; returns the issued token.
 pub async fn register(app: &TestApp, id: &str) -> String {
+    // With the admin token when the app has one: in token mode a first registration needs it.
     let response = app
-        .client
-        .post(app.url("/registry/register"))
+        .authed(app.client.post(app.url("/registry/register")))
         .json(&json!({ "id": id, "url": "http://127.0.0.1:9/agent", "agent_card": { "name": "agent" } }))
         .send()
         .await

@@ -1607,3 +1607,84 @@ async fn a_key_request_naming_its_role_twice_is_refused() {
         "no key was issued: {keys}"
     );
 }
+
+/// In token mode nobody claims a workspace's agent without a credential: anyone who knew a
+/// fresh workspace's id could otherwise register its agent, then write its secrets and read the
+/// chat sent to it. And a person's key that is not an admin's cannot call the A2A proxy as a
+/// workspace (`X-Workspace-ID`): it is not that workspace's token.
+#[tokio::test]
+async fn nobody_claims_an_agent_or_calls_as_one_without_its_token_or_the_admin_role() {
+    let db = TestDb::new();
+    let app = token_mode(&db).await;
+    let (_, viewer) = issue_key(&app, "Vera Viewer", "viewer").await;
+    let (_, editor) = issue_key(&app, "Ed Editor", "editor").await;
+    let (_, admin) = issue_key(&app, "Ada Admin", "admin").await;
+    let fresh = app.create_workspace("Payroll", None).await;
+    let claim = json!({ "id": fresh, "url": "http://127.0.0.1:9/agent", "agent_card": {} });
+    let register = |bearer: Option<String>| {
+        let (app, claim) = (&app, claim.clone());
+        async move {
+            call(
+                app,
+                "post",
+                "/registry/register",
+                bearer.as_deref(),
+                &[],
+                Some(claim),
+            )
+            .await
+        }
+    };
+
+    let (status, body) = register(None).await;
+    assert_eq!(status, 401, "anonymous: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("admin credential"),
+        "{body}"
+    );
+    for key in [&viewer, &editor] {
+        let (status, body) = register(Some(key.clone())).await;
+        assert_eq!(status, 403, "{body}");
+    }
+    // Still unclaimed: whoever provisions the agent registers it with an admin key and hands
+    // the agent its token, which then works as the agent's.
+    let (status, body) = register(Some(admin.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["auth_token"]
+        .as_str()
+        .expect("the first registration's token");
+    let beat =
+        json!({ "workspace_id": fresh, "error_rate": 0, "active_tasks": 0, "uptime_seconds": 1 });
+    let (status, body) = call(
+        &app,
+        "post",
+        "/registry/heartbeat",
+        Some(token),
+        &[],
+        Some(beat),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = register(None).await;
+    assert_eq!(status, 401, "claimed already");
+
+    // The A2A proxy as that workspace: its token or the admin role, not an editor's key.
+    let target = app.create_workspace("Sibling", None).await;
+    let a2a = format!("/workspaces/{target}/a2a");
+    let rpc = json!({ "method": "message/send", "params": {} });
+    let as_fresh = [("X-Workspace-ID", fresh.as_str())];
+    for key in [&viewer, &editor] {
+        let (status, body) =
+            call(&app, "post", &a2a, Some(key), &as_fresh, Some(rpc.clone())).await;
+        assert_eq!(status, 403, "{body}");
+    }
+    // Past authorization (the sibling has no agent yet: 503), as the agent and as the admin.
+    for key in [token, admin.as_str()] {
+        let (status, body) =
+            call(&app, "post", &a2a, Some(key), &as_fresh, Some(rpc.clone())).await;
+        assert_eq!(status, 503, "{body}");
+    }
+    // The editor without X-Workspace-ID is the canvas chat, as before.
+    let (status, body) = call(&app, "post", &a2a, Some(&editor), &[], Some(rpc)).await;
+    assert_eq!(status, 503, "{body}");
+}
