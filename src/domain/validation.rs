@@ -68,6 +68,13 @@ pub mod limits {
 /// markdown renderers downstream).
 const BANNED_CHARS: &[char] = &['{', '}', '[', ']', '|', '>', '*', '&', '!'];
 
+/// Every character that ends a line (Unicode's mandatory breaks, UAX #14: LF, CR, VT, FF, NEL,
+/// LINE SEPARATOR, PARAGRAPH SEPARATOR): a one-line field holds none, or a name could render
+/// as two lines in a card, a log line or a terminal.
+const LINE_BREAKS: [char; 7] = [
+    '\n', '\r', '\u{0B}', '\u{0C}', '\u{85}', '\u{2028}', '\u{2029}',
+];
+
 fn check_text(
     field: &str,
     value: &str,
@@ -80,7 +87,7 @@ fn check_text(
             format!("must be at most {max_bytes} bytes"),
         ));
     }
-    if value.contains(['\n', '\r']) {
+    if value.contains(LINE_BREAKS) {
         return Err(FieldError::new(field, "must not contain a newline"));
     }
     if ban_special {
@@ -355,7 +362,14 @@ mod tests {
         );
         assert!(WorkspaceName::parse(&"a".repeat(256)).is_err());
         assert!(WorkspaceName::parse(&"a".repeat(255)).is_ok());
-        assert!(WorkspaceName::parse("two\nlines").is_err());
+        for line_break in LINE_BREAKS {
+            let name = format!("two{line_break}lines");
+            assert_eq!(
+                WorkspaceName::parse(&name).unwrap_err().reason,
+                "must not contain a newline",
+                "{name:?}"
+            );
+        }
         for bad in ["{x}", "a[1]", "a|b", "a>b", "a*", "a&b", "hey!"] {
             assert!(WorkspaceName::parse(bad).is_err(), "{bad}");
         }

@@ -129,12 +129,6 @@ pub async fn proxy(
     Json(RpcBody(body)): Json<RpcBody>,
 ) -> AppResult<HttpResponse> {
     let target = workspace_id(&path)?;
-    if req.headers().contains_key(crate::a2a::HOP_HEADER) {
-        return Err(AppError::WithBody {
-            status: StatusCode::LOOP_DETECTED,
-            body: json!({ "error": "the agent URL leads back to a Canopy proxy route" }),
-        });
-    }
     let caller = caller_header(&req)?;
     let act_as = match caller {
         Some(workspace) => {

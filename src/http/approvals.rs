@@ -81,9 +81,10 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-fn limit(query: &ListQuery) -> Result<i64, FieldError> {
+/// `?limit=`, at most [`MAX_APPROVALS_LIMIT`]; `default` when absent.
+fn limit(query: &ListQuery, default: i64) -> Result<i64, FieldError> {
     match query.limit {
-        None => Ok(DEFAULT_APPROVALS_LIMIT),
+        None => Ok(default),
         Some(n) if n >= 1 => Ok(n.min(MAX_APPROVALS_LIMIT)),
         Some(_) => Err(FieldError::new("limit", "must be a positive integer")),
     }
@@ -103,7 +104,7 @@ fn limit(query: &ListQuery) -> Result<i64, FieldError> {
 )]
 pub async fn list(query: Query<ListQuery>, call: OnBehalf) -> AppResult<HttpResponse> {
     let id = call.workspace;
-    let limit = limit(&query);
+    let limit = limit(&query, DEFAULT_APPROVALS_LIMIT);
     let rows = call
         .read(Access::Read, move |c| {
             queries::list_for_workspace(c, id, limit?)
@@ -130,7 +131,9 @@ pub async fn list_pending(
     state: web::Data<AppState>,
     query: Query<ListQuery>,
 ) -> AppResult<HttpResponse> {
-    let limit = limit(&query)?;
+    // The inbox shows every pending request, not the first page of them: the reference canvas
+    // asks without a limit.
+    let limit = limit(&query, MAX_APPROVALS_LIMIT)?;
     let rows = state.read(move |c| queries::list_pending(c, limit)).await?;
     Ok(HttpResponse::Ok().json(rows))
 }

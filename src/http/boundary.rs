@@ -87,6 +87,17 @@ impl Boundary {
                 "query: must not contain the character U+0000".into(),
             ));
         }
+        // What the A2A proxy sends carries its hop header: on any route of a Canopy server it
+        // means an agent URL leads back here (to `…/a2a`, or to `…/pause`, `/canvas/arrange`),
+        // and the proxy must not act through it with its caller's reach (508, RFC 5842 §7.2).
+        if headers.contains_key(crate::a2a::HOP_HEADER) {
+            return Err(AppError::WithBody {
+                status: actix_web::http::StatusCode::LOOP_DETECTED,
+                body: serde_json::json!({
+                    "error": "the agent URL leads back to a Canopy route"
+                }),
+            });
+        }
         if !could_act(req) {
             return Ok(());
         }

@@ -3,6 +3,7 @@
 //! so a module added to `static/js/` without an entry here fails the build's tests instead of
 //! 404ing in the browser.
 
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse};
 
 use crate::error::AppError;
@@ -101,6 +102,12 @@ pub async fn serve(req: HttpRequest) -> Result<HttpResponse, AppError> {
         .ok_or_else(|| AppError::NotFound("not found".into()))?;
     Ok(HttpResponse::Ok()
         .content_type(content_type(file.file))
+        // The page acts with whoever opened it (in open mode, as the admin): another site must
+        // not frame it and steer clicks on delete or pause (clickjacking), and a file is only
+        // ever what its type says.
+        .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+        .insert_header((header::CONTENT_SECURITY_POLICY, "frame-ancestors 'none'"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
         .body(file.body))
 }
 

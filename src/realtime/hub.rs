@@ -228,6 +228,11 @@ impl Hub {
         self.lock().sessions.len()
     }
 
+    /// Whether `workspace_id` is a live workspace, as the stream delivered so far tells.
+    pub fn knows_workspace(&self, workspace_id: Uuid) -> bool {
+        self.lock().parents.contains(workspace_id)
+    }
+
     /// Whether an event should reach a subscriber.
     pub fn may_see(&self, subscriber: Subscriber, event: &LiveEvent) -> bool {
         visible(&self.lock().parents, subscriber, event)

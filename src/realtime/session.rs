@@ -153,31 +153,24 @@ async fn serve(
                         }
                     }
                     Some(Ok(ClientMessage::Pong(_))) => {}
-                    Some(Ok(ClientMessage::Text(text))) => match client_message(&text) {
-                        Ok(ClientRequest::Ping) => {
-                            if socket.text(r#"{"type":"pong"}"#).await.is_err() {
-                                return None;
-                            }
-                        }
-                        Ok(ClientRequest::Drag { workspace_id, x, y }) => {
-                            let Some(actor) = ctx.drag_actor.clone() else {
-                                invalid_frames += 1;
-                                if invalid_frames > MAX_INVALID_FRAMES {
-                                    return Some(policy_close("too many invalid frames"));
+                    Some(Ok(message)) => {
+                        let refused = match message {
+                            ClientMessage::Text(text) => match client_message(&text) {
+                                Ok(ClientRequest::Ping) => {
+                                    if socket.text(r#"{"type":"pong"}"#).await.is_err() {
+                                        return None;
+                                    }
+                                    None
                                 }
-                                if socket.text(error_frame("drag: only a canvas of someone who may move workspaces (editor) may send drag frames")).await.is_err() {
-                                    return None;
+                                Ok(ClientRequest::Drag { workspace_id, x, y }) => {
+                                    drag(ctx, &registration, &mut drag_rate, last_heard, workspace_id, (x, y))
+                                        .err()
                                 }
-                                continue;
-                            };
-                            if drag_rate.allow(last_heard) {
-                                metrics::counter!("canopy_ws_drag_frames_total").increment(1);
-                                ctx.hub.drag_moved(registration.id, workspace_id, (x, y), Some(actor));
-                            } else {
-                                metrics::counter!("canopy_ws_drag_frames_dropped_total").increment(1);
-                            }
-                        }
-                        Err(error) => {
+                                Err(error) => Some(error),
+                            },
+                            _ => Some("binary frames are not supported"),
+                        };
+                        if let Some(error) = refused {
                             invalid_frames += 1;
                             if invalid_frames > MAX_INVALID_FRAMES {
                                 return Some(policy_close("too many invalid frames"));
@@ -185,15 +178,6 @@ async fn serve(
                             if socket.text(error_frame(error)).await.is_err() {
                                 return None;
                             }
-                        }
-                    },
-                    Some(Ok(ClientMessage::Binary(_))) => {
-                        invalid_frames += 1;
-                        if invalid_frames > MAX_INVALID_FRAMES {
-                            return Some(policy_close("too many invalid frames"));
-                        }
-                        if socket.text(error_frame("binary frames are not supported")).await.is_err() {
-                            return None;
                         }
                     }
                     // The connection is gone under the payload: no close frame can reach it.
@@ -229,6 +213,36 @@ fn policy_close(description: &str) -> WsCloseReason {
 
 fn error_frame(message: &str) -> String {
     serde_json::json!({ "type": "error", "error": message }).to_string()
+}
+
+/// A drag frame from this socket: handed to the hub (at most [`DragRate`]'s frames a second;
+/// the rest are dropped, not refused), or why it is refused.
+fn drag(
+    ctx: &SessionContext,
+    registration: &Registration,
+    rate: &mut DragRate,
+    now: Instant,
+    workspace_id: Uuid,
+    position: (f64, f64),
+) -> Result<(), &'static str> {
+    let Some(actor) = ctx.drag_actor.clone() else {
+        return Err(
+            "drag: only a canvas of someone who may move workspaces (editor) may send drag frames",
+        );
+    };
+    // The hub's hierarchy holds every live workspace (kept from the stream, no query): a drag
+    // of any other id would reach every canvas for nothing.
+    if !ctx.hub.knows_workspace(workspace_id) {
+        return Err("drag: workspace_id is not a live workspace");
+    }
+    if rate.allow(now) {
+        metrics::counter!("canopy_ws_drag_frames_total").increment(1);
+        ctx.hub
+            .drag_moved(registration.id, workspace_id, position, Some(actor));
+    } else {
+        metrics::counter!("canopy_ws_drag_frames_dropped_total").increment(1);
+    }
+    Ok(())
 }
 
 /// What a client text frame asks for.

@@ -614,7 +614,7 @@ async fn an_answer_holding_nul_is_a_clear_502_and_recorded_alike_on_both_backend
 }
 
 #[tokio::test]
-async fn an_agent_url_leading_back_to_the_proxy_is_one_hop_not_a_chain() {
+async fn an_agent_url_leading_back_to_any_canopy_route_is_one_refused_hop() {
     let (app, _db) = spawn_app().await;
     let id = app.create_workspace("Loop", None).await;
     let url = app.url(&format!("/workspaces/{id}/a2a"));
@@ -638,5 +638,29 @@ async fn an_agent_url_leading_back_to_the_proxy_is_one_hop_not_a_chain() {
         rows.as_array().unwrap().len(),
         1,
         "one call, not a chain: {rows}"
+    );
+
+    // Any route of a Canopy server, not only the proxy's: an agent URL at another workspace's
+    // pause must not pause it with the proxy's reach.
+    let victim = app.create_workspace("Victim", None).await;
+    let pauser = app.create_workspace("Pauser", None).await;
+    let url = app.url(&format!("/workspaces/{victim}/pause"));
+    let (status, _) = app
+        .post(
+            "/registry/register",
+            json!({ "id": pauser, "url": url, "agent_card": { "name": "pauser" } }),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = proxy(&app, &pauser, chat("hi"), &[]).await;
+    assert_eq!(
+        (status, body["agent_status"].clone()),
+        (502, json!(508)),
+        "{body}"
+    );
+    let (_, victim_now) = app.get(&format!("/workspaces/{victim}")).await;
+    assert_eq!(
+        victim_now["status"], "provisioning",
+        "not paused: {victim_now}"
     );
 }

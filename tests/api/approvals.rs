@@ -436,3 +436,42 @@ async fn a_removed_workspaces_requests_can_no_longer_be_decided() {
     );
     assert_eq!(app.live_events().await.len(), before, "no APPROVAL_DECIDED");
 }
+
+/// The inbox is every pending request, not a first page: `GET /approvals/pending` without a
+/// limit answers past the per-workspace list's default of 50, and `?limit=` still bounds it.
+#[tokio::test]
+async fn the_pending_inbox_is_not_cut_at_a_default_page() {
+    let db = TestDb::new();
+    let app = spawn_on(&db, rate_limits_off()).await;
+    let id = app.create_workspace("Asker", None).await;
+    let token = register(&app, &id).await;
+    for n in 0..60 {
+        let (status, body) = agent_post(
+            &app,
+            &token,
+            &format!("/workspaces/{id}/approvals"),
+            json!({ "action": format!("step {n}") }),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, pending) = app.get("/approvals/pending").await;
+    assert_eq!(status, 200);
+    assert_eq!(pending.as_array().unwrap().len(), 60);
+    assert_eq!(pending[0]["action"], "step 59", "newest first");
+    assert_eq!(
+        app.get("/approvals/pending?limit=7")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+    let (_, page) = app.get(&format!("/workspaces/{id}/approvals")).await;
+    assert_eq!(
+        page.as_array().unwrap().len(),
+        50,
+        "the per-workspace list's default"
+    );
+}

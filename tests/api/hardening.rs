@@ -837,3 +837,32 @@ async fn headers_no_browser_sends_cannot_slip_past_the_boundary() {
     let (_, listed) = app.get("/workspaces").await;
     assert_eq!(listed, json!([]));
 }
+
+/// The canvas page and its files may not be framed by another site (clickjacking: in open mode
+/// the framed page is the admin) and are never content-sniffed.
+#[tokio::test]
+async fn the_page_and_its_files_refuse_framing_and_sniffing() {
+    let (app, _db) = spawn_app().await;
+    for path in canopy::http::STATIC_PATHS {
+        let response = app.client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        assert_eq!(header("x-frame-options").as_deref(), Some("DENY"), "{path}");
+        assert_eq!(
+            header("content-security-policy").as_deref(),
+            Some("frame-ancestors 'none'"),
+            "{path}"
+        );
+        assert_eq!(
+            header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+}

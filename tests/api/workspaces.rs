@@ -72,6 +72,14 @@ async fn create_validates_every_field() {
             json!({ "name": "two\nlines" }),
             "name: must not contain a newline",
         ),
+        (
+            json!({ "name": "two\u{2028}lines" }),
+            "name: must not contain a newline",
+        ),
+        (
+            json!({ "name": "ok", "role": "next\u{85}line" }),
+            "role: must not contain a newline",
+        ),
         (json!({ "name": "x{y}" }), "name: must not contain '{'"),
         (
             json!({ "name": "ok", "role": "a|b" }),

@@ -212,6 +212,8 @@ async fn only_canvas_sockets_may_drag_and_bad_or_excess_frames_are_refused() {
         // Beyond the canvas's bound for positions (±1e7, as a PATCH's x/y).
         json!({ "type": "drag", "workspace_id": node, "x": 1e8, "y": 1 }),
         json!({ "type": "drag", "workspace_id": node, "x": 1, "y": -1e300 }),
+        // No such workspace: it would reach every canvas for nothing.
+        json!({ "type": "drag", "workspace_id": uuid::Uuid::new_v4(), "x": 1, "y": 1 }),
     ] {
         canvas.send_text(&bad.to_string()).await;
         let answer = canvas.next_json().await;
